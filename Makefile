@@ -1,0 +1,46 @@
+# One-command entry points. Everything installs into .venv: the import name `supervisor`
+# would otherwise collide with supervisord's package.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
+
+.PHONY: up test bench lint fmt services clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e '.[test,bench]'
+	touch $@ $(STAMP)
+
+up: $(STAMP)
+	$(BIN)/iii-supervisor up $(ARGS)
+
+test: $(TEST_STAMP) services
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(TEST_STAMP) services
+	$(BIN)/python -m tests.perf.run_all
+
+lint: $(TEST_STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: $(TEST_STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+# Start Redis / RabbitMQ when they are installed here but stopped (commands from the machine notes).
+services:
+	@bash .ci/services.sh
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info
