@@ -1,0 +1,137 @@
+"""The two carriers of one message model: WebSocket text frames and framed local sockets.
+
+The bus and the actor client only see ``Carrier``: receive one raw message, send a batch of
+encoded messages, ping, close. Neither knows which carrier it holds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING, Protocol
+
+import trio
+
+if TYPE_CHECKING:
+    import trio_websocket
+
+from transport.framing import DEFAULT_MAX_FRAME, FrameDecoder, FrameTooLarge, encode_frame
+
+__all__ = ["Carrier", "CarrierClosed", "WebSocketCarrier", "StreamCarrier", "TELEMETRY_PREFIXES"]
+
+# Binary frames with these 4-byte prefixes are OTLP telemetry, not protocol (PROTOCOL.md §15).
+TELEMETRY_PREFIXES = (b"OTLP", b"MTRC", b"LOGS")
+
+# Close code for an engine-side teardown that SDKs must treat as an error and reconnect
+# after (PROTOCOL.md §4.8: 1000/1001/1005 leave SDK 0.23 silently disconnected).
+CLOSE_RECONNECT = 1012
+
+
+class CarrierClosed(Exception):
+    """The peer went away (EOF, Close frame, socket error)."""
+
+
+class Carrier(Protocol):
+    kind: str
+    peer: str | None
+
+    async def receive(self) -> bytes | str: ...
+
+    async def send_many(self, payloads: list[bytes]) -> None: ...
+
+    async def ping(self, timeout: float) -> bool: ...
+
+    async def aclose(self, code: int = CLOSE_RECONNECT) -> None: ...
+
+
+class WebSocketCarrier:
+    kind = "websocket"
+
+    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+        # Imported here: only actors run by hand (III_URL) use this carrier, and
+        # trio-websocket's import is a noticeable share of an actor's (re)start time.
+        from trio_websocket import ConnectionClosed
+
+        self._closed_exc = ConnectionClosed
+        self.ws = ws
+        remote = ws.remote
+        address = getattr(remote, "address", None)
+        self.peer = str(address) if address is not None else (str(remote) if remote else None)
+        self._ping_ids = itertools.count()
+
+    async def receive(self) -> bytes | str:
+        try:
+            return await self.ws.get_message()
+        except self._closed_exc:
+            raise CarrierClosed() from None
+
+    async def send_many(self, payloads: list[bytes]) -> None:
+        try:
+            for payload in payloads:
+                await self.ws.send_message(payload.decode())
+        except self._closed_exc:
+            raise CarrierClosed() from None
+
+    async def ping(self, timeout: float) -> bool:
+        with trio.move_on_after(timeout):
+            try:
+                await self.ws.ping(str(next(self._ping_ids)).encode())
+            except (self._closed_exc, ValueError):
+                return False
+            return True
+        return False
+
+    async def aclose(self, code: int = CLOSE_RECONNECT) -> None:
+        with trio.move_on_after(2):
+            await self.ws.aclose(code)
+
+
+class StreamCarrier:
+    """Length-prefixed frames over a byte stream (a socketpair end, in practice)."""
+
+    kind = "local"
+
+    def __init__(
+        self, stream: trio.abc.Stream, *, max_frame: int = DEFAULT_MAX_FRAME, peer: str = "local"
+    ) -> None:
+        self.stream = stream
+        self.peer = peer
+        self._decoder = FrameDecoder(max_frame)
+        self._ready: list[bytes] = []
+        self._send_lock = trio.Lock()
+        self.ping_handler: PingHandler | None = None
+
+    async def receive(self) -> bytes | str:
+        while not self._ready:
+            try:
+                data = await self.stream.receive_some(256 * 1024)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise CarrierClosed() from None
+            if not data:
+                raise CarrierClosed()
+            try:
+                self._ready = self._decoder.feed(data)
+            except FrameTooLarge:
+                raise CarrierClosed() from None
+            self._ready.reverse()
+        return self._ready.pop()
+
+    async def send_many(self, payloads: list[bytes]) -> None:
+        blob = b"".join(encode_frame(p) for p in payloads)
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(blob)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise CarrierClosed() from None
+
+    async def ping(self, timeout: float) -> bool:
+        if self.ping_handler is None:
+            return True
+        return await self.ping_handler(timeout)
+
+    async def aclose(self, code: int = CLOSE_RECONNECT) -> None:
+        with trio.move_on_after(2):
+            await self.stream.aclose()
+
+
+class PingHandler(Protocol):
+    async def __call__(self, timeout: float) -> bool: ...

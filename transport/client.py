@@ -1,0 +1,455 @@
+"""The small bus client every built-in actor uses: register, serve invocations, call others.
+
+It speaks the same protocol as the SDKs over either carrier: the inherited socketpair named
+by ``III_BUS_FD`` when the supervisor spawned us, or a WebSocket to ``III_URL`` otherwise
+(handy for running an actor by hand against a running engine).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from transport import codec
+from transport import messages as m
+from transport.carrier import Carrier, CarrierClosed, StreamCarrier, WebSocketCarrier
+
+log = structlog.get_logger(__name__)
+
+__all__ = [
+    "BusClient",
+    "FunctionError",
+    "InvocationContext",
+    "TriggerBinding",
+    "connect_from_env",
+]
+
+
+class FunctionError(Exception):
+    """Raised by a handler (or by ``invoke``) to carry a specific error code."""
+
+    def __init__(self, code: str, message: str, stacktrace: str | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.stacktrace = stacktrace
+
+
+@attrs.frozen
+class InvocationContext:
+    invocation_id: str | None
+    function_id: str
+    metadata: Any = None
+    traceparent: str | None = None
+    baggage: str | None = None
+
+
+@attrs.frozen
+class TriggerBinding:
+    id: str
+    trigger_type: str
+    function_id: str
+    config: Any = None
+    metadata: Any = None
+    namespace: str | None = None  # target function namespace; pass it back when firing
+
+
+REGISTRATION_QUIET = 0.02
+ANNOUNCE_WAIT = 5.0
+
+Handler = Callable[[Any, InvocationContext], Awaitable[Any]]
+BindingHandler = Callable[[TriggerBinding], Awaitable[None]]
+
+
+@attrs.define(eq=False)
+class _TriggerType:
+    message: m.RegisterTriggerType
+    on_register: BindingHandler
+    on_unregister: BindingHandler
+
+
+class BusClient:
+    def __init__(self, carrier: Carrier, *, name: str, description: str | None = None) -> None:
+        self.carrier = carrier
+        self.name = name
+        self.description = description
+        self.worker_id: str | None = None
+        self._functions: dict[str, tuple[m.RegisterFunction, Handler]] = {}
+        self._trigger_types: dict[str, _TriggerType] = {}
+        self._bindings: dict[str, TriggerBinding] = {}
+        self._waiters: dict[str, trio.MemorySendChannel[m.InvocationResult]] = {}
+        self._send, self._recv = trio.open_memory_channel[Any](math.inf)
+        self._binding_send, self._binding_recv = trio.open_memory_channel[Any](math.inf)
+        self._triggers: dict[str, m.RegisterTrigger] = {}
+        self._connected = False
+        self._registrations = 0
+        self._last_registration = 0.0
+        self._nursery: trio.Nursery | None = None
+        self.registered = trio.Event()
+
+    # -- registration ------------------------------------------------------------------
+
+    def register_function(
+        self,
+        function_id: str,
+        handler: Handler,
+        *,
+        description: str | None = None,
+        metadata: Any = None,
+        request_format: Any = None,
+        response_format: Any = None,
+    ) -> None:
+        msg = m.RegisterFunction(
+            id=function_id,
+            description=description,
+            metadata=metadata,
+            request_format=request_format,
+            response_format=response_format,
+        )
+        self._functions[function_id] = (msg, handler)
+        self._noted()
+        if self._connected:
+            self._queue(msg)
+
+    def register_trigger_type(
+        self,
+        type_id: str,
+        description: str,
+        *,
+        on_register: BindingHandler,
+        on_unregister: BindingHandler,
+        trigger_request_format: Any = None,
+        call_request_format: Any = None,
+    ) -> None:
+        msg = m.RegisterTriggerType(
+            id=type_id,
+            description=description,
+            trigger_request_format=trigger_request_format,
+            call_request_format=call_request_format,
+        )
+        self._trigger_types[type_id] = _TriggerType(msg, on_register, on_unregister)
+        self._noted()
+        if self._connected:
+            self._queue(msg)
+
+    def register_trigger(
+        self,
+        trigger_type: str,
+        function_id: str,
+        config: Any = None,
+        *,
+        metadata: Any = None,
+        namespace: str | None = None,
+        trigger_id: str | None = None,
+    ) -> str:
+        """Bind one of our functions to a trigger type; returns the binding id."""
+        msg = m.RegisterTrigger(
+            id=trigger_id or str(uuid.uuid4()),
+            trigger_type=trigger_type,
+            function_id=function_id,
+            config=config,
+            metadata=metadata,
+            namespace=namespace,
+        )
+        self._triggers[msg.id] = msg
+        self._noted()
+        if self._connected:
+            self._queue(msg)
+        return msg.id
+
+    def unregister_trigger(self, trigger_id: str) -> None:
+        msg = self._triggers.pop(trigger_id, None)
+        if msg is not None and self._connected:
+            self._queue(m.UnregisterTrigger(id=trigger_id, trigger_type=msg.trigger_type))
+
+    def bindings(self, trigger_type: str | None = None) -> list[TriggerBinding]:
+        return [
+            b
+            for b in self._bindings.values()
+            if trigger_type is None or b.trigger_type == trigger_type
+        ]
+
+    def _noted(self) -> None:
+        self._registrations += 1
+        try:
+            self._last_registration = trio.current_time()
+        except RuntimeError:  # registered before trio.run: nothing to time
+            pass
+
+    async def _registrations_settled(self) -> None:
+        """Return once the actor has registered something and then been quiet briefly."""
+        while not (  # noqa: ASYNC110 - a quiet period is a matter of time, not an event
+            self._registrations
+            and trio.current_time() - self._last_registration >= REGISTRATION_QUIET
+        ):
+            await trio.sleep(REGISTRATION_QUIET / 2)
+
+    # -- calls -------------------------------------------------------------------------
+
+    async def invoke(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        namespace: str | None = None,
+        metadata: Any = None,
+        timeout: float = 30.0,
+    ) -> Any:
+        """Call a function and wait for its result; errors raise ``FunctionError``."""
+        inv_id = str(uuid.uuid4())
+        send, recv = trio.open_memory_channel[m.InvocationResult](1)
+        self._waiters[inv_id] = send
+        try:
+            self._queue(
+                m.InvokeFunction(
+                    function_id=function_id,
+                    data=data,
+                    invocation_id=inv_id,
+                    namespace=namespace,
+                    metadata=metadata,
+                )
+            )
+            with trio.move_on_after(timeout):
+                result = await recv.receive()
+                if result.error is not None:
+                    raise FunctionError(
+                        result.error.code, result.error.message, result.error.stacktrace
+                    )
+                return result.result
+            raise FunctionError("TIMEOUT", f"invocation timed out after {int(timeout * 1000)}ms")
+        finally:
+            self._waiters.pop(inv_id, None)
+
+    def invoke_void(
+        self, function_id: str, data: Any, *, namespace: str | None = None, metadata: Any = None
+    ) -> None:
+        self._queue(
+            m.InvokeFunction(
+                function_id=function_id,
+                data=data,
+                action=m.TriggerAction(type="void"),
+                namespace=namespace,
+                metadata=metadata,
+            )
+        )
+
+    def fire(self, binding: TriggerBinding, data: Any) -> None:
+        """Fire one trigger binding: a void call to its function, with its metadata."""
+        self.invoke_void(
+            binding.function_id, data, namespace=binding.namespace, metadata=binding.metadata
+        )
+
+    # -- running -----------------------------------------------------------------------
+
+    def _queue(self, msg: Any) -> None:
+        self._send.send_nowait(msg)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until the bus link closes (EOF means the supervisor is gone: we exit)."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._writer)
+            nursery.start_soon(self._binding_loop)
+            # Announce with the registrations in the same burst, so "registered" on the bus
+            # means "serving" for the supervisor's readiness check (actors register right
+            # after opening their storage; one that registers nothing announces after 5 s).
+            with trio.move_on_after(ANNOUNCE_WAIT):
+                await self._registrations_settled()
+            self._announce()
+            task_status.started()
+            try:
+                await self._reader()
+            finally:
+                nursery.cancel_scope.cancel()
+
+    def _announce(self) -> None:
+        self._connected = True
+        self._queue(
+            m.InvokeFunction(
+                function_id="engine::workers::register",
+                action=m.TriggerAction(type="void"),
+                data={
+                    "runtime": "python",
+                    "version": "iii-supervisor",
+                    "name": self.name,
+                    "description": self.description,
+                    "os": os.uname().sysname,
+                    "pid": os.getpid(),
+                    "isolation": "process",
+                    "namespace": None,
+                },
+            )
+        )
+        for tt in self._trigger_types.values():
+            self._queue(tt.message)
+        for msg, _ in self._functions.values():
+            self._queue(msg)
+        for trigger in self._triggers.values():
+            self._queue(trigger)
+
+    async def _writer(self) -> None:
+        async for first in self._recv:
+            batch = [codec.encode(first)]
+            while len(batch) < 256:
+                try:
+                    batch.append(codec.encode(self._recv.receive_nowait()))
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            try:
+                await self.carrier.send_many(batch)
+            except CarrierClosed:
+                return
+
+    async def _reader(self) -> None:
+        while True:
+            try:
+                raw = await self.carrier.receive()
+            except CarrierClosed:
+                log.info("bus link closed")
+                return
+            try:
+                msg = codec.decode(raw)
+            except codec.DecodeError as exc:
+                log.warning("undecodable frame from the bus", reason=exc.reason)
+                continue
+            if msg is not None:
+                self._handle(msg)
+
+    def _handle(self, msg: Any) -> None:
+        assert self._nursery is not None
+        if isinstance(msg, m.InvokeFunction):
+            self._nursery.start_soon(self._run_handler, msg)
+        elif isinstance(msg, m.InvocationResult):
+            waiter = self._waiters.get(msg.invocation_id)
+            if waiter is not None:
+                try:
+                    waiter.send_nowait(msg)
+                except trio.WouldBlock:
+                    pass
+        elif isinstance(msg, m.SupPing):
+            self._queue(m.SupPong(seq=msg.seq))
+        elif isinstance(msg, m.RegisterTrigger | m.UnregisterTrigger):
+            # One task applies binding changes in arrival order: an unregister must never
+            # overtake the register it undoes.
+            self._binding_send.send_nowait(msg)
+        elif isinstance(msg, m.WorkerRegistered):
+            self.worker_id = msg.worker_id
+            self.registered.set()
+        elif isinstance(msg, m.RegistrationRejected):
+            log.error(
+                "registration rejected",
+                code=msg.code,
+                function_id=msg.function_id,
+                worker_name=msg.worker_name,
+            )
+        elif isinstance(msg, m.Ping):
+            self._queue(m.Pong())
+
+    async def _run_handler(self, msg: m.InvokeFunction) -> None:
+        entry = self._functions.get(msg.function_id)
+        ctx = InvocationContext(
+            invocation_id=msg.invocation_id,
+            function_id=msg.function_id,
+            metadata=msg.metadata,
+            traceparent=msg.traceparent,
+            baggage=msg.baggage,
+        )
+        result: Any = None
+        err: m.ErrorBody | None = None
+        if entry is None:
+            err = m.ErrorBody("function_not_found", f"Function '{msg.function_id}' not found")
+        else:
+            try:
+                result = await entry[1](msg.data, ctx)
+            except FunctionError as exc:
+                err = m.ErrorBody(exc.code, exc.message, exc.stacktrace)
+            except Exception as exc:
+                log.exception("handler failed", function_id=msg.function_id)
+                err = m.ErrorBody(
+                    "invocation_failed", str(exc) or type(exc).__name__, traceback.format_exc()
+                )
+        if msg.invocation_id is not None:
+            self._queue(
+                m.InvocationResult(
+                    invocation_id=msg.invocation_id,
+                    function_id=msg.function_id,
+                    result=result,
+                    error=err,
+                    traceparent=msg.traceparent,
+                )
+            )
+
+    async def _binding_loop(self) -> None:
+        async for msg in self._binding_recv:
+            if isinstance(msg, m.RegisterTrigger):
+                await self._bind(msg)
+            else:
+                await self._unbind(msg)
+
+    async def _bind(self, msg: m.RegisterTrigger) -> None:
+        binding = TriggerBinding(
+            id=msg.id,
+            trigger_type=msg.trigger_type,
+            function_id=msg.function_id,
+            config=msg.config,
+            metadata=msg.metadata,
+            namespace=msg.namespace,
+        )
+        tt = self._trigger_types.get(msg.trigger_type)
+        err: m.ErrorBody | None = None
+        if tt is None:
+            err = m.ErrorBody(
+                "trigger_type_not_found", f"Trigger type {msg.trigger_type} not found"
+            )
+        else:
+            try:
+                await tt.on_register(binding)
+                self._bindings[binding.id] = binding
+            except FunctionError as exc:
+                err = m.ErrorBody(exc.code, exc.message)
+            except Exception as exc:
+                err = m.ErrorBody("trigger_registration_failed", str(exc) or type(exc).__name__)
+        self._queue(
+            m.TriggerRegistrationResult(
+                id=msg.id, trigger_type=msg.trigger_type, function_id=msg.function_id, error=err
+            )
+        )
+
+    async def _unbind(self, msg: m.UnregisterTrigger) -> None:
+        binding = self._bindings.pop(msg.id, None)
+        tt = self._trigger_types.get(msg.trigger_type or "")
+        if binding is None or tt is None:
+            return
+        try:
+            await tt.on_unregister(binding)
+        except Exception:
+            log.exception("unregister_trigger handler failed", id=msg.id)
+
+
+@asynccontextmanager
+async def connect_from_env(
+    name: str, *, description: str | None = None
+) -> AsyncIterator[BusClient]:
+    """A client on ``III_BUS_FD`` (spawned by the supervisor) or ``III_URL`` (by hand)."""
+    fd = os.environ.get("III_BUS_FD")
+    if fd:
+        sock = socket.socket(fileno=int(fd))
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
+        async with stream:
+            yield BusClient(StreamCarrier(stream, peer="bus"), name=name, description=description)
+        return
+    url = os.environ.get("III_URL", "ws://127.0.0.1:49134")
+    import trio_websocket  # only actors run by hand need it: keep it off the restart path
+
+    async with trio_websocket.open_websocket_url(url, max_message_size=64 * 1024 * 1024) as ws:
+        yield BusClient(WebSocketCarrier(ws), name=name, description=description)

@@ -1,0 +1,248 @@
+"""Server side of one WebSocket on a trio stream: the engine's hot path.
+
+wsproto does the opening handshake (and rejections); after it, ``transport.wsframes``
+parses and builds frames. Why not trio-websocket here (it is still our WebSocket client): it
+writes every message with its own ``send_all`` and moves every inbound message through a
+reader task and a memory channel. A worker connection of the bus sends bursts of small frames
+(many callers, one callee), so this carrier encodes a whole batch into one write, reads in
+place with no extra task, and enforces upstream's two limits separately (16 MiB per frame,
+64 MiB per message).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import deque
+
+import structlog
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
+
+from transport.carrier import CLOSE_RECONNECT, CarrierClosed
+from transport.wsframes import (
+    OP_BINARY,
+    OP_CLOSE,
+    OP_PING,
+    OP_PONG,
+    OP_TEXT,
+    Control,
+    FrameParser,
+    Message,
+    ProtocolError,
+    TooBig,
+    encode_close,
+    encode_frame,
+)
+
+log = structlog.get_logger(__name__)
+
+MAX_FRAME = 16 * 1024 * 1024
+MAX_MESSAGE = 64 * 1024 * 1024
+RECEIVE_CHUNK = 256 * 1024
+CLOSE_TOO_BIG = 1009
+CLOSE_DRAIN = 1.0
+
+
+class HandshakeFailed(Exception):
+    pass
+
+
+class WebSocketServerConnection:
+    """One accepted socket: handshake, then ``receive`` / ``send_many`` / ``ping`` / ``aclose``."""
+
+    kind = "websocket"
+
+    def __init__(
+        self,
+        stream: trio.SocketStream,
+        *,
+        max_message: int = MAX_MESSAGE,
+        max_frame: int = MAX_FRAME,
+    ) -> None:
+        self.stream = stream
+        self.max_message = max_message
+        self.max_frame = max_frame
+        self.ws = WSConnection(ConnectionType.SERVER)
+        self.request: Request | None = None
+        try:
+            self.peer: str | None = str(stream.socket.getpeername()[0])
+        except (OSError, IndexError):
+            self.peer = None
+        self._ready: deque[str | bytes] = deque()
+        self._parser = FrameParser(max_frame=max_frame, max_message=max_message)
+        self._open = False
+        self._closed = False
+        self._close_code: int | None = None
+        self._send_lock = trio.StrictFIFOLock()
+        self._pings: dict[bytes, trio.Event] = {}
+        self._ping_ids = itertools.count()
+
+    # -- handshake ---------------------------------------------------------------------
+
+    async def handshake(self) -> Request:
+        """Read the upgrade request (the caller bounds this with its own deadline)."""
+        while self.request is None:
+            data = await self._read()
+            if not data:
+                raise HandshakeFailed("peer closed during the handshake")
+            try:
+                self.ws.receive_data(data)
+                for event in self.ws.events():
+                    if isinstance(event, Request):
+                        self.request = event
+            except RemoteProtocolError as exc:
+                await self._raw_reject(400, f"Bad WebSocket upgrade: {exc}".encode())
+                raise HandshakeFailed(str(exc)) from None
+        return self.request
+
+    async def accept(self) -> None:
+        await self._write(self.ws.send(AcceptConnection()))
+        self._open = True  # from here on the byte stream is ours (transport.wsframes)
+
+    async def reject(self, status: int, body: bytes = b"") -> None:
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+        try:
+            data = self.ws.send(
+                RejectConnection(status_code=status, headers=headers, has_body=bool(body))
+            )
+            if body:
+                data += self.ws.send(RejectData(data=body))
+            await self._write(data)
+        except (LocalProtocolError, CarrierClosed):
+            pass
+        await self._close_stream()
+
+    async def _raw_reject(self, status: int, body: bytes) -> None:
+        head = (
+            f"HTTP/1.1 {status} Bad Request\r\ncontent-type: text/plain\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+        ).encode()
+        try:
+            await self._write(head + body)
+        except CarrierClosed:
+            pass
+        await self._close_stream()
+
+    # -- messages ----------------------------------------------------------------------
+
+    async def receive(self) -> str | bytes:
+        while not self._ready:
+            if self._closed:
+                raise CarrierClosed()
+            data = await self._read()
+            if not data:
+                self._closed = True
+                raise CarrierClosed()
+            try:
+                items = self._parser.feed(data)
+            except TooBig as exc:
+                log.warning("websocket message too big: closing", peer=self.peer, error=str(exc))
+                await self.aclose(CLOSE_TOO_BIG, str(exc))
+                raise CarrierClosed() from None
+            except ProtocolError as exc:
+                log.info("websocket protocol error: closing", peer=self.peer, error=str(exc))
+                await self.aclose(exc.code, str(exc))
+                raise CarrierClosed() from None
+            out = b""
+            for item in items:
+                if isinstance(item, Message):
+                    self._ready.append(item.data)
+                elif item.opcode == OP_PING:
+                    out += encode_frame(OP_PONG, item.payload)
+                elif item.opcode == OP_PONG:
+                    waiter = self._pings.pop(item.payload, None)
+                    if waiter is not None:
+                        waiter.set()
+                else:  # close: answer with the peer's code and stop reading
+                    code = (
+                        int.from_bytes(item.payload[:2], "big") if len(item.payload) >= 2 else 1000
+                    )
+                    self._close_code = code
+                    out += encode_close(code if code not in (1005, 1006, 1015) else 1000)
+                    self._closed = True
+                    break
+            if out:
+                try:
+                    await self._write(out)
+                except CarrierClosed:
+                    self._closed = True
+        return self._ready.popleft()
+
+    async def send_many(self, payloads: list[bytes]) -> None:
+        """Frame a batch of JSON payloads (already UTF-8) as text and write them in one go."""
+        if self._closed:
+            raise CarrierClosed()
+        await self._write(b"".join([encode_frame(OP_TEXT, p) for p in payloads]))
+
+    async def send_message(self, message: str | bytes) -> None:
+        if self._closed:
+            raise CarrierClosed()
+        if isinstance(message, str):
+            await self._write(encode_frame(OP_TEXT, message.encode()))
+        else:
+            await self._write(encode_frame(OP_BINARY, message))
+
+    async def ping(self, timeout: float) -> bool:
+        payload = str(next(self._ping_ids)).encode()
+        event = self._pings[payload] = trio.Event()
+        try:
+            await self._write(encode_frame(OP_PING, payload))
+            with trio.move_on_after(timeout):
+                await event.wait()
+                return True
+            return False
+        except CarrierClosed:
+            return False
+        finally:
+            self._pings.pop(payload, None)
+
+    async def aclose(self, code: int = CLOSE_RECONNECT, reason: str | None = None) -> None:
+        if not self._closed and self._open:
+            self._closed = True
+            try:
+                await self._write(encode_close(code, reason or ""))
+                # Closing handshake: discard input until the peer's Close/EOF, so unread
+                # bytes in our buffer do not turn our close into a reset the peer never reads.
+                with trio.move_on_after(CLOSE_DRAIN):
+                    while not self._peer_closed(await self._read()):
+                        pass
+            except CarrierClosed:
+                pass
+        await self._close_stream()
+
+    def _peer_closed(self, data: bytes) -> bool:
+        """While closing: has the peer's Close frame (or EOF) arrived?"""
+        if not data:
+            return True
+        try:
+            items = self._parser.feed(data)
+        except (TooBig, ProtocolError):
+            return False  # still discarding an oversized or broken frame
+        return any(isinstance(i, Control) and i.opcode == OP_CLOSE for i in items)
+
+    # -- bytes -------------------------------------------------------------------------
+
+    async def _read(self) -> bytes:
+        try:
+            return await self.stream.receive_some(RECEIVE_CHUNK)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            return b""
+
+    async def _write(self, data: bytes) -> None:
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._closed = True
+                raise CarrierClosed() from None
+
+    async def _close_stream(self) -> None:
+        self._closed = True
+        with trio.move_on_after(1) as scope:
+            scope.shield = True
+            try:
+                await self.stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
