@@ -1,0 +1,79 @@
+"""``iii-supervisor up``: the engine (bus + listeners), then the supervision runtime.
+
+Order matters: the state-directory lock and the status socket come first (a second
+instance must fail with exit 1 naming the first, not with a port clash), then the engine
+binds its listeners, then the child manager starts the workers on that bus.
+
+Exit codes follow SUPERVISOR.md Appendix B: 0 clean stop, 1 forced or already running,
+69 critical worker failed, 70 internal error, 73 cannot bind, 78 invalid configuration.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import structlog
+import trio
+
+from supervisor.engine import Engine, run_engine
+from supervisor.listener import BindError
+from supervisor.model import EngineConfig
+from supervisor.runtime import (
+    EXIT_CANTCREAT,
+    EXIT_CRITICAL,
+    EXIT_FORCED,
+    EXIT_INTERNAL,
+    EXIT_OK,
+    AlreadyRunning,
+    SocketInUse,
+    SupervisionOptions,
+    SupervisorRuntime,
+)
+
+log = structlog.get_logger(__name__)
+
+EXIT_CONFIG = 78
+SHUTDOWN_DEADLINE = 5.0  # for the engine after the workers are down
+
+__all__ = [
+    "run_up",
+    "EXIT_OK",
+    "EXIT_FORCED",
+    "EXIT_CRITICAL",
+    "EXIT_INTERNAL",
+    "EXIT_CANTCREAT",
+    "EXIT_CONFIG",
+]
+
+
+async def run_up(cfg: EngineConfig, options: SupervisionOptions | None = None) -> int:
+    runtime = SupervisorRuntime(cfg, options)
+    # Signals are ours from the very start, so a SIGTERM during start-up is an orderly stop.
+    with trio.open_signal_receiver(
+        signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1
+    ) as signals:
+        try:
+            runtime.prepare()
+        except (AlreadyRunning, SocketInUse) as exc:
+            log.error(str(exc), hint="stop it first, or use another --state-dir/--socket")
+            return EXIT_FORCED
+        except OSError as exc:
+            log.error("cannot create the status socket or state directory", error=str(exc))
+            return EXIT_CANTCREAT
+        exit_code = EXIT_OK
+        try:
+            async with trio.open_nursery() as nursery:
+                engine: Engine = await nursery.start(run_engine, cfg)
+                log.info("engine ready", ports=engine.ports, workers=[w.name for w in cfg.workers])
+                for warning in cfg.warnings:
+                    log.warning(warning)
+                exit_code = await runtime.run(engine.bus, signals, ports=engine.ports)
+                nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_DEADLINE
+                nursery.cancel_scope.cancel()
+        except* BindError as group:
+            for exc in group.exceptions:
+                log.error(str(exc), hint="another process holds the port; stop it or change `port`")
+            exit_code = EXIT_CANTCREAT
+        finally:
+            runtime.close()
+        return exit_code

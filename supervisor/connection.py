@@ -1,0 +1,113 @@
+"""One worker link as the bus sees it: identity, namespace state, leases, outbound queue.
+
+A connection never blocks the bus: ``send`` only enqueues; a writer task per connection
+drains the queue onto its carrier in order, batching what has piled up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import structlog
+import trio
+
+from transport import codec
+
+log = structlog.get_logger(__name__)
+
+OUTBOX_LIMIT = 100_000  # messages queued for one slow worker before it is cut off
+
+
+@attrs.define(eq=False)
+class Session:
+    """Per-connection authorization (RBAC arrives with a later milestone: permissive today)."""
+
+    allow_function_registration: bool = True
+    allow_trigger_type_registration: bool = True
+    context: Any = attrs.field(factory=dict)
+
+
+@attrs.define(eq=False)
+class Connection:
+    kind: str  # "websocket" | "local"
+    label: str | None = None
+    peer: str | None = None
+    worker_id: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    reattach_token: str = attrs.field(factory=lambda: str(uuid.uuid4()))
+    session: Session = attrs.field(factory=Session)
+    connected_at: float = attrs.field(factory=time.time)
+    namespace: str | None = None  # pinned namespace; None while pending (§4.4)
+    buffered: list[Any] | None = attrs.field(factory=list)  # registrations held while pending
+    registered: bool = False
+    name: str | None = None
+    pid: int | None = None
+    metadata: dict[str, Any] = attrs.field(factory=dict)
+    closing: bool = False
+    draining: bool = False  # being stopped by the supervisor: no new calls
+    functions: set[tuple[str, str]] = attrs.field(factory=set)
+    trigger_types: set[tuple[str, str]] = attrs.field(factory=set)
+    triggers: set[str] = attrs.field(factory=set)
+    calls_in: set[str] = attrs.field(factory=set)
+    calls_out: set[str] = attrs.field(factory=set)
+    cancel_scope: trio.CancelScope | None = None
+    pinger: Callable[[float], Awaitable[bool]] | None = None
+    cleaned: trio.Event = attrs.field(factory=trio.Event)
+    _send: trio.MemorySendChannel[Any] | None = None
+    _recv: trio.MemoryReceiveChannel[Any] | None = None
+    _queued: int = 0
+
+    def __attrs_post_init__(self) -> None:
+        self._send, self._recv = trio.open_memory_channel(math.inf)
+
+    @property
+    def ns(self) -> str:
+        return self.namespace or "default"
+
+    def send(self, msg: Any) -> bool:
+        """Queue a message; False if the connection is closing or hopelessly behind."""
+        if self.closing or self._send is None:
+            return False
+        if self._queued >= OUTBOX_LIMIT:
+            log.warning("outbox full, cutting off slow worker", worker_id=self.worker_id)
+            self.closing = True
+            if self.cancel_scope is not None:
+                self.cancel_scope.cancel()
+            return False
+        try:
+            self._send.send_nowait(msg)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        self._queued += 1
+        return True
+
+    async def write_loop(self, carrier: Any) -> None:
+        """Drain the outbox onto the carrier, batching whatever is already queued."""
+        assert self._recv is not None
+        recv = self._recv
+        async for first in recv:
+            msgs = [first]
+            while len(msgs) < 256:
+                try:
+                    msgs.append(recv.receive_nowait())
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+            self._queued -= len(msgs)
+            batch = []
+            for msg in msgs:
+                try:
+                    batch.append(codec.encode(msg))
+                except TypeError as exc:
+                    log.error("unencodable message dropped", tag=msg.TAG, error=str(exc))
+            await carrier.send_many(batch)
+
+    def close_outbox(self) -> None:
+        if self._send is not None:
+            self._send.close()
+
+    def describe(self) -> dict[str, Any]:
+        return {"worker_id": self.worker_id, "name": self.name, "kind": self.kind}

@@ -1,0 +1,165 @@
+"""One ``iii-worker-manager`` listener: a WebSocket server in front of the shared bus.
+
+Routes (PROTOCOL.md §3.2): ``/`` is a worker connection, ``/otel`` a telemetry socket whose
+frames are discarded, ``/ws/channels/{id}?key=&dir=`` a data channel side; anything else is
+HTTP 404. trio's ``SocketStream`` turns TCP_NODELAY on for every accepted socket, so small
+protocol frames are never held back by Nagle's algorithm.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from urllib.parse import parse_qs, urlsplit
+
+import structlog
+import trio
+
+from supervisor.bus import Bus
+from supervisor.channels import WRITER_CLOSE_GRACE, Channel
+from supervisor.model import ListenerConfig
+from transport.carrier import CarrierClosed
+from transport.wsserver import MAX_FRAME, HandshakeFailed, WebSocketServerConnection
+
+log = structlog.get_logger(__name__)
+
+
+class BindError(OSError):
+    """The listener could not bind its address."""
+
+
+class Listener:
+    def __init__(self, bus: Bus, config: ListenerConfig) -> None:
+        self.bus = bus
+        self.config = config
+        self.port: int | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        cfg = self.config
+        try:
+            listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host or None)
+        except OSError as exc:
+            hint = " (address already in use)" if exc.errno == errno.EADDRINUSE else ""
+            raise BindError(
+                exc.errno, f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}{hint}"
+            ) from exc
+        for lst in listeners:
+            lst.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.port = listeners[0].socket.getsockname()[1]
+        log.info("listening for workers", host=cfg.host, port=self.port)
+        task_status.started(self.port)
+        await trio.serve_listeners(self._handle, listeners)
+
+    async def _handle(self, stream: trio.SocketStream) -> None:
+        # One connection's failure must never take the listener (and everyone else) down.
+        ws = WebSocketServerConnection(
+            stream,
+            max_message=self.config.max_message_bytes,
+            max_frame=min(MAX_FRAME, self.config.max_message_bytes),
+        )
+        try:
+            with trio.move_on_after(self.config.handshake_timeout_ms / 1000) as scope:
+                request = await ws.handshake()
+            if scope.cancelled_caught:
+                log.info("handshake timed out", peer=ws.peer)
+                await ws.aclose()
+                return
+            await self._route(ws, request.target)
+        except (HandshakeFailed, CarrierClosed):
+            await ws.aclose()
+        except Exception:
+            log.exception("connection handler failed", peer=ws.peer)
+            await ws.aclose(1011)
+
+    async def _route(self, ws: WebSocketServerConnection, target: str) -> None:
+        parts = urlsplit(target)
+        path = parts.path or "/"
+        if path == "/":
+            await ws.accept()
+            await self.bus.serve(ws)
+        elif path == "/otel":
+            await ws.accept()
+            await _drain(ws)
+        elif path.startswith("/ws/channels/"):
+            await self._channel(ws, path.removeprefix("/ws/channels/"), parts.query)
+        else:
+            await ws.reject(404, b"Not Found")
+
+    async def _channel(self, ws: WebSocketServerConnection, channel_id: str, query: str) -> None:
+        params = parse_qs(query)
+        direction = (params.get("dir") or [None])[0]
+        key = (params.get("key") or [None])[0]
+        if direction not in ("read", "write"):
+            await ws.reject(400, b"Invalid query: dir must be read or write")
+            return
+        channel = self.bus.channels.lookup(channel_id, key)
+        if channel is None:
+            await ws.reject(404, b"Channel not found")
+            return
+        await ws.accept()
+        taken = channel.writer_taken if direction == "write" else channel.reader_taken
+        if taken:
+            await ws.aclose(1008, "channel side already taken")
+            return
+        if direction == "write":
+            channel.writer_taken = True
+            await _pump_writer(ws, channel)
+            channel.writer_done = True
+        else:
+            channel.reader_taken = True
+            await _pump_reader(ws, channel)
+            channel.reader_done = True
+        self.bus.channels.finish(channel)
+
+
+async def _drain(ws: WebSocketServerConnection) -> None:
+    """Accept and discard telemetry frames until the peer leaves."""
+    try:
+        while True:
+            await ws.receive()
+    except CarrierClosed:
+        await ws.aclose(1000)
+
+
+async def _pump_writer(ws: WebSocketServerConnection, channel: Channel) -> None:
+    """Writer socket → FIFO. A full FIFO stops us reading: TCP back-pressure on the writer."""
+    try:
+        while True:
+            try:
+                item = await ws.receive()
+            except CarrierClosed:
+                break
+            try:
+                await channel.send.send(item)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                await ws.aclose(1011, "reader gone")  # the reader left: end the writer
+                return
+        # Frames that overtook the writer's Close were read above (they precede it on the
+        # wire); upstream's extra 10 ms covers racing writers we cannot see from here.
+        await trio.sleep(WRITER_CLOSE_GRACE)
+        await ws.aclose(1000)
+    finally:
+        channel.send.close()
+
+
+async def _pump_reader(ws: WebSocketServerConnection, channel: Channel) -> None:
+    """FIFO → reader socket; closing the socket is the reader's end-of-stream."""
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_reader_close, ws, nursery.cancel_scope)
+            async for item in channel.recv:
+                await ws.send_message(item)
+            nursery.cancel_scope.cancel()
+        await ws.aclose(1000)
+    except CarrierClosed:
+        await ws.aclose(1000)
+    finally:
+        channel.recv.close()
+
+
+async def _watch_reader_close(ws: WebSocketServerConnection, scope: trio.CancelScope) -> None:
+    try:
+        while True:
+            await ws.receive()  # readers send nothing meaningful; notice them leaving
+    except CarrierClosed:
+        scope.cancel()

@@ -1,0 +1,36 @@
+"""status — the supervisor and every (or the named) worker, as in SUPERVISOR.md §12.
+
+Wire::
+
+    → {"id": 1, "cmd": "status", "args": {"names": ["api"]}}
+    ← {"id": 1, "ok": true, "result": {"supervisor": {…}, "workers": [{"name": "api",
+          "state": "ready", "pid": 4242, "restarts": 2, "last_exit": {…}, …}]}}
+
+An unknown name is ``UNKNOWN_WORKER``.
+
+CLI::
+
+    iii-supervisor status [NAME…] [--json]
+
+One supervisorctl-style line per worker; exit 0 when every named (or autostart) worker is
+ready, 3 when one is not, 4 for an unknown name, 1 when the supervisor is unreachable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from supervisor.children import UnknownWorker
+from supervisor.status.control import CommandContext, names_arg
+from supervisor.status.protocol import ProtocolError
+
+NAME = "status"
+MUTATING = False
+
+
+async def execute(ctx: CommandContext) -> Any:
+    names = names_arg(ctx.args)
+    try:
+        return ctx.control.status_document(names)
+    except UnknownWorker as exc:
+        raise ProtocolError("UNKNOWN_WORKER", str(exc)) from None
