@@ -1,0 +1,5 @@
+"""The ``iii-http`` actor (WORKERS.md §3): ``http`` triggers served on port 3111."""
+
+from actors.http.server import serve
+
+__all__ = ["serve"]
