@@ -1,0 +1,71 @@
+"""A lean WebSocket client for the benchmarks: wsproto for the handshake, then
+``transport.wsframes`` for frames, one ``send_all`` per message and no reader task.
+
+With trio-websocket as the load generator, the client itself used as much CPU per message as
+the servers it measures, on a 2-core machine where client, engine and callee share the cores.
+The echo baseline and the engine are measured with this same client, so their ratio stays fair.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from urllib.parse import urlsplit
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, Request
+
+from transport.wsframes import OP_TEXT, FrameParser, Message, encode_masked_frame
+
+
+class LeanClient:
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.parser = FrameParser(max_frame=1 << 26, max_message=1 << 26, masked=False)
+        self.ready: deque[str | bytes] = deque()
+        self.mask = os.urandom(4)
+        self._send_lock = trio.StrictFIFOLock()  # several caller tasks share one socket
+
+    @classmethod
+    async def connect(cls, url: str) -> LeanClient:
+        parts = urlsplit(url)
+        stream = await trio.open_tcp_stream(parts.hostname or "127.0.0.1", parts.port or 80)
+        ws = WSConnection(ConnectionType.CLIENT)
+        await stream.send_all(ws.send(Request(host=parts.netloc, target=parts.path or "/")))
+        rest = b""
+        while True:
+            data = await stream.receive_some(65536)
+            if not data:
+                raise ConnectionError("closed during the handshake")
+            head, sep, tail = (rest + data).partition(b"\r\n\r\n")
+            if not sep:
+                rest += data
+                continue
+            ws.receive_data(head + sep)
+            if not any(isinstance(e, AcceptConnection) for e in ws.events()):
+                raise ConnectionError("upgrade refused")
+            client = cls(stream)
+            if tail:
+                client.ready.extend(
+                    i.data for i in client.parser.feed(tail) if isinstance(i, Message)
+                )
+            return client
+
+    async def send(self, text: str) -> None:
+        frame = encode_masked_frame(OP_TEXT, text.encode(), self.mask)
+        async with self._send_lock:
+            await self.stream.send_all(frame)
+
+    async def recv(self) -> str | bytes:
+        while not self.ready:
+            data = await self.stream.receive_some(256 * 1024)
+            if not data:
+                raise ConnectionError("closed")
+            for item in self.parser.feed(data):
+                if isinstance(item, Message):
+                    self.ready.append(item.data)
+        return self.ready.popleft()
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()

@@ -1,0 +1,185 @@
+"""Shared test helpers: free ports, a real ``iii-supervisor up`` subprocess, SDK workers
+in their own OS processes, and the service checks behind III_REQUIRE_SERVICES."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[Any] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before port {port} opened")
+        time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open within {timeout}s")
+
+
+def require_service(name: str, port: int) -> None:
+    """Skip when a service is down, unless III_REQUIRE_SERVICES=1 makes that a failure."""
+    if port_open(port):
+        return
+    msg = f"{name} is not reachable on 127.0.0.1:{port}"
+    if os.environ.get("III_REQUIRE_SERVICES") == "1":
+        pytest.fail(msg + " (III_REQUIRE_SERVICES=1)")
+    pytest.skip(msg)
+
+
+class EngineProcess:
+    """``iii-supervisor up --config <file>`` as a real subprocess."""
+
+    def __init__(self, config: dict[str, Any], tmp: Path, env: dict[str, str] | None = None):
+        self.tmp = tmp
+        self.port = free_port()
+        self.config = config
+        workers = list(config.get("workers", []))
+        if not any(w.get("name") == "iii-worker-manager" for w in workers):
+            workers.insert(
+                0,
+                {"name": "iii-worker-manager", "config": {"host": "127.0.0.1", "port": self.port}},
+            )
+        else:
+            for w in workers:
+                if w.get("name") == "iii-worker-manager":
+                    self.port = w["config"]["port"]
+                    break
+        self.config = {**config, "workers": workers}
+        self.config_path = tmp / "config.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config, sort_keys=False))
+        self.state_dir = tmp / "state"
+        self.log_path = tmp / "engine.log"
+        self.env = {
+            **os.environ,
+            "III_SUPERVISOR_STATE_DIR": str(self.state_dir),
+            "III_LOG_LEVEL": "debug",
+            **(env or {}),
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> EngineProcess:
+        self._log = open(self.log_path, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [
+                str(BIN / "iii-supervisor"),
+                "--log-format",
+                "json",
+                "up",
+                "--config",
+                str(self.config_path),
+            ],
+            cwd=self.tmp,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        wait_port(self.port, timeout, self.proc)
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+        return self.proc.returncode
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class WorkerProcess:
+    """A Python script (using the official iii SDK) run as its own OS process."""
+
+    def __init__(self, source: str, tmp: Path, url: str, name: str = "worker", **env: str):
+        self.path = tmp / f"{name}-{time.monotonic_ns()}.py"
+        self.path.write_text(textwrap.dedent(source))
+        self.log_path = self.path.with_suffix(".log")
+        self._log = open(self.log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, str(self.path)],
+            env={**os.environ, "III_URL": url, "OTEL_ENABLED": "false", **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=tmp,
+        )
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout}s")
+        time.sleep(interval)
+
+
+def sdk_client(url: str, name: str = "test-client") -> Any:
+    """An official SDK client in this test process (telemetry off)."""
+    from iii import InitOptions, register_worker
+
+    return register_worker(url, InitOptions(worker_name=name, otel={"enabled": False}))
+
+
+def engine_fixture(tmp_path: Path, config: dict[str, Any] | None = None) -> Iterator[EngineProcess]:
+    eng = EngineProcess(config or {"workers": []}, tmp_path).start()
+    try:
+        yield eng
+    finally:
+        eng.stop()

@@ -1,0 +1,194 @@
+"""Hand-written fakes for the child manager (supervisord's DummyProcess idea, not mocks)."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from supervisor.logcapture import WorkerLog
+from supervisor.model import EngineConfig, SuperviseSpec, WorkerEntry, WorkerKind
+from supervisor.restart import ExitStatus
+from supervisor.spawn import SpawnError, SpawnRequest
+
+
+@attrs.frozen
+class WorkerView:
+    worker_id: str
+    name: str | None = None
+    namespace: str = "default"
+    pid: int | None = None
+    label: str | None = None
+    kind: str = "websocket"
+    function_ids: tuple[str, ...] = ()
+    trigger_type_ids: tuple[str, ...] = ()
+    trigger_ids: tuple[str, ...] = ()
+    connected_at: float = 0.0
+    registered: bool = True
+    active_invocations: int = 0
+
+
+class FakeBus:
+    def __init__(self) -> None:
+        self.views: list[WorkerView] = []
+        self.observers: list[Callable[[Any], None]] = []
+        self.ping_ok: Callable[[str], bool] = lambda wid: True
+        self.in_flight: dict[str, int] = {}
+        self.closed: list[str] = []
+        self.pings = 0
+
+    def add_observer(self, fn: Callable[[Any], None]) -> None:
+        self.observers.append(fn)
+
+    def workers(self) -> list[WorkerView]:
+        return list(self.views)
+
+    def announce(self, view: WorkerView) -> None:
+        self.views = [v for v in self.views if v.worker_id != view.worker_id] + [view]
+        for fn in self.observers:
+            fn(("registered", view))
+
+    async def ping(self, worker_id: str, timeout: float) -> bool:  # noqa: ASYNC109
+        self.pings += 1
+        if self.ping_ok(worker_id):
+            await trio.sleep(0.001)
+            return True
+        await trio.sleep(timeout)
+        return False
+
+    def in_flight_to(self, worker_id: str) -> int:
+        return self.in_flight.get(worker_id, 0)
+
+    def close_worker(self, worker_id: str) -> None:
+        self.closed.append(worker_id)
+        self.views = [v for v in self.views if v.worker_id != worker_id]
+
+    async def serve_local(self, stream: trio.abc.Stream, *, label: str) -> None:
+        await trio.sleep_forever()
+
+
+@attrs.define
+class Behaviour:
+    """What one spawn of a fake worker does."""
+
+    exit_after: float | None = None  # seconds until it exits by itself
+    exit_code: int = 0
+    exit_signal: int | None = None
+    on_term: str = "die"  # die (killed by the signal) | exit0 | ignore
+    spawn_error: bool = False
+    output: tuple[str, ...] = ()
+
+
+class FakeChild:
+    _pids = itertools.count(10_000, 10)
+
+    def __init__(self, request: SpawnRequest, behaviour: Behaviour) -> None:
+        self.request = request
+        self.behaviour = behaviour
+        self.keeper_pid = next(self._pids)
+        self.pgid = self.keeper_pid
+        self.pid = self.keeper_pid + 1
+        self.keeper_start_time = 1
+        self.worker_start_time = 2
+        self.spawned_at = time.time()
+        self.ended = trio.Event()
+        self.status: ExitStatus | None = None
+        self.signals: list[int] = []
+        self.started = trio.current_time()
+        self.ended_at: float | None = None
+        self.end_seq = -1
+
+    _order = itertools.count()
+
+    def end(self, status: ExitStatus) -> None:
+        if not self.ended.is_set():
+            self.status = status
+            self.ended_at = trio.current_time()
+            self.end_seq = next(self._order)
+            self.ended.set()
+
+    def signal_group(self, sig: int) -> bool:
+        self.signals.append(sig)
+        if self.ended.is_set():
+            return False
+        if sig == signal.SIGKILL:
+            self.end(ExitStatus(signal=sig))
+        elif sig in (signal.SIGCONT,):
+            pass
+        elif self.behaviour.on_term == "die":
+            self.end(ExitStatus(signal=sig))
+        elif self.behaviour.on_term == "exit0":
+            self.end(ExitStatus(code=0))
+        return True
+
+    async def kill(self) -> None:
+        self.signal_group(signal.SIGKILL)
+
+    def group_alive(self) -> bool:
+        return not self.ended.is_set()
+
+    async def sweep(self) -> None:
+        return None
+
+    async def _life(self) -> None:
+        b = self.behaviour
+        if b.exit_after is None:
+            return
+        await trio.sleep(b.exit_after)
+        self.end(ExitStatus(code=None if b.exit_signal else b.exit_code, signal=b.exit_signal))
+
+
+class FakeLauncher:
+    """Spawns ``FakeChild``; ``script(name, n)`` gives the behaviour of the n-th spawn."""
+
+    def __init__(self, script: Callable[[str, int], Behaviour] | None = None) -> None:
+        self.script = script or (lambda name, n: Behaviour())
+        self.children: list[FakeChild] = []
+        self.counts: dict[str, int] = {}
+
+    def of(self, name: str) -> list[FakeChild]:
+        return [c for c in self.children if c.request.name == name]
+
+    async def launch(
+        self, request: SpawnRequest, worker_log: WorkerLog, nursery: trio.Nursery
+    ) -> FakeChild:
+        n = self.counts.get(request.name, 0) + 1
+        self.counts[request.name] = n
+        behaviour = self.script(request.name, n)
+        await trio.sleep(0.01)  # a spawn takes a little time
+        if behaviour.spawn_error:
+            raise SpawnError(
+                "ENOENT: No such file or directory: /nope", errno_name="ENOENT", path="/nope"
+            )
+        child = FakeChild(request, behaviour)
+        self.children.append(child)
+        for line in behaviour.output:
+            worker_log.emit("stderr", line, pid=child.pid)
+        nursery.start_soon(child._life)
+        return child
+
+
+def command_worker(name: str, **supervise: Any) -> WorkerEntry:
+    supervise.setdefault("command", f"run-{name}")
+    supervise.setdefault("readiness", "process")
+    supervise.setdefault("min_uptime", 1.0)
+    return WorkerEntry(name=name, kind=WorkerKind.COMMAND, supervise=SuperviseSpec(**supervise))
+
+
+def config(*workers: WorkerEntry) -> EngineConfig:
+    return EngineConfig(workers=tuple(workers))
+
+
+async def eventually(
+    predicate: Callable[[], object], within: float = 10.0, step: float = 0.05
+) -> None:
+    """Poll ``predicate`` until true, failing after ``within`` seconds (for state that has no
+    event to wait on, such as /proc or a fake's spawn list)."""
+    with trio.fail_after(within):
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(step)
