@@ -179,21 +179,47 @@ class ChannelReleaser:
 
 
 async def connect(nursery: trio.Nursery, url: str) -> trio_websocket.WebSocketConnection:
-    """A client socket to the engine whose background task runs in ``nursery``.
+    """A client socket to the engine, hosted by a task in ``nursery``.
 
-    The handshake is shielded (bounded by ``CONNECT_TIMEOUT``): a cancellation in the middle
-    of it would leave trio-websocket's reader task behind with nobody to close the socket.
+    trio-websocket raises a refused handshake (the engine answers 404 for a channel that was
+    deleted meanwhile) from its reader task, i.e. into whatever nursery runs that task. The
+    reader therefore runs in a nursery of its own (``_host_socket``): a failure before the
+    handshake completes is raised here, to the caller; a later one is logged and ends only
+    this socket. The handshake is shielded (bounded by ``CONNECT_TIMEOUT``): a cancellation
+    in the middle of it would leave a half-open socket with nobody to close it.
     """
-    with trio.CancelScope(shield=True), trio.fail_after(CONNECT_TIMEOUT):
-        ws = await trio_websocket.connect_websocket_url(
-            nursery, url, max_message_size=MAX_MESSAGE, message_queue_size=4
-        )
+    with trio.CancelScope(shield=True):
+        ws: trio_websocket.WebSocketConnection = await nursery.start(_host_socket, url)
     try:
         await trio.lowlevel.checkpoint_if_cancelled()
     except BaseException:
         await _close(ws)
         raise
     return ws
+
+
+async def _host_socket(url: str, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    started = False
+    try:
+        async with trio.open_nursery() as reader:
+            with trio.fail_after(CONNECT_TIMEOUT):
+                ws = await trio_websocket.connect_websocket_url(
+                    reader, url, max_message_size=MAX_MESSAGE, message_queue_size=4
+                )
+            task_status.started(ws)
+            started = True
+    except Exception as exc:  # a group holding a Cancelled is not an Exception: it propagates
+        failure = _leaf(exc)
+        if not started:
+            raise failure from None
+        log.debug("channel socket ended with an error", error=repr(failure))
+
+
+def _leaf(exc: Exception) -> Exception:
+    """The single exception inside (nested) one-member groups, else ``exc`` itself."""
+    while isinstance(exc, ExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
 
 
 async def _close(ws: trio_websocket.WebSocketConnection) -> None:
@@ -241,6 +267,8 @@ class BodyFeeder:
                 log.debug("request body channel ended early", error=repr(exc))
             except trio.TooSlowError:
                 log.warning("request body channel: the engine did not accept the connection")
+            except Exception as exc:  # never let one request's channel take the actor down
+                log.warning("request body channel failed", error=repr(exc))
 
 
 async def _send_frames(ws: trio_websocket.WebSocketConnection, chunk: bytes) -> None:

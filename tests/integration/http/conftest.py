@@ -166,3 +166,18 @@ def add_route(
 
 def settle(seconds: float = 0.3) -> None:
     time.sleep(seconds)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failing test here shows the engine's log tail (actor exits, restarts, warnings):
+    a dropped HTTP connection is otherwise a bare ``RemoteProtocolError``."""
+    report = yield
+    stack = getattr(item, "funcargs", {}).get("stack")
+    if report.failed and isinstance(stack, HttpStack):
+        lines = stack.actor_log().splitlines()[-LOG_TAIL:]
+        report.sections.append(("engine log (tail)", "\n".join(lines)))
+    return report
+
+
+LOG_TAIL = 80

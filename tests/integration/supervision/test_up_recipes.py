@@ -157,9 +157,17 @@ def test_sigkill_of_the_supervisor_leaves_no_process(up_factory: UpFactory) -> N
     assert escaped, "the setsid sleeper should have left the group"
     os.kill(up.proc.pid, signal.SIGKILL)  # type: ignore[union-attr]
     up.proc.wait(5)  # type: ignore[union-attr]
-    wait_for(lambda: not marked_pids(up.marker), 5.0)
-    for pid in before:
-        assert not alive(pid) or pgrp_of(pid) not in pgids
+
+    # A process in the middle of exiting has already dropped its environment (so the marker
+    # scan misses it) but is not yet a zombie: wait for both views to agree it is gone.
+    def lingering() -> list[int]:
+        in_groups = [pid for pid in before if alive(pid) and pgrp_of(pid) in pgids]
+        return sorted(set(marked_pids(up.marker)) | set(in_groups))
+
+    try:
+        wait_for(lambda: not lingering(), 5.0)
+    except TimeoutError:
+        pytest.fail(f"still alive 5 s after the supervisor's SIGKILL: {lingering()}")
     # A new `up` on the same state directory and socket starts cleanly.
     again = Up(up.tmp, up.workers, label="again")
     again.marker = up.marker
