@@ -34,5 +34,5 @@ def configure_logging(level: str | None = None, *, json: bool | None = None) -> 
     )
     logging.basicConfig(level=numeric, stream=sys.stderr, format="%(name)s: %(message)s")
     # Libraries that log every frame at DEBUG would cost more than the routing itself.
-    for noisy in ("trio-websocket", "hypercorn.access", "pika", "redis"):
+    for noisy in ("trio-websocket", "pika", "redis"):
         logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))

@@ -23,6 +23,7 @@ import structlog
 import trio
 import trio_websocket
 
+from actors.http.h1 import ClientGone
 from actors.http.response import StreamHead
 from transport.client import BusClient, FunctionError
 
@@ -267,6 +268,8 @@ class BodyFeeder:
                 log.debug("request body channel ended early", error=repr(exc))
             except trio.TooSlowError:
                 log.warning("request body channel: the engine did not accept the connection")
+            except ClientGone as exc:  # the HTTP client left mid-body: the handler sees EOF
+                log.debug("request body ended early: the client left", error=str(exc))
             except Exception as exc:  # never let one request's channel take the actor down
                 log.warning("request body channel failed", error=repr(exc))
 

@@ -1,4 +1,5 @@
-"""The ``iii-http`` actor: ``http`` trigger bindings become routes of a quart-trio app.
+"""The ``iii-http`` actor: ``http`` trigger bindings become routes served over HTTP/1.1
+(``actors/http/h1.py``: h11 on trio sockets).
 
 One request (WORKERS.md §3): concurrency limit → whole-request timeout → CORS → route
 match (404 / 405) → global middleware → condition → per-route middleware → handler call,
@@ -7,7 +8,6 @@ raced against the ``response`` channel (§3.6). Replies the engine builds itself
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sys
@@ -16,12 +16,6 @@ from typing import Any
 
 import structlog
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
-from quart import Response, request
-from quart.routing import QuartRule
-from quart_trio import QuartTrio
-from werkzeug.routing import BaseConverter
 
 from actors.http import response as R
 from actors.http.channels import (
@@ -36,6 +30,7 @@ from actors.http.channels import (
 )
 from actors.http.config import HttpSettings, parse_config
 from actors.http.cors import CorsPolicy, origin_of
+from actors.http.h1 import ClientGone, HttpServer, Outgoing, Request, Streamed
 from actors.http.request import (
     base_payload,
     handler_payload,
@@ -93,10 +88,6 @@ def redact(headers: dict[str, str]) -> dict[str, str]:
 _NO_BODY = frozenset({204, 304})  # statuses that never carry a body
 
 
-class _Response(Response):
-    default_mimetype = None  # never invent a content-type (mode B adds none, §3.6)
-
-
 class _Phase:
     """Where a request is, for the timeout's choice of reply."""
 
@@ -104,11 +95,6 @@ class _Phase:
 
     def __init__(self) -> None:
         self.middleware = False
-
-
-class _Everything(BaseConverter):
-    regex = ".*"
-    part_isolating = False
 
 
 class _Exchange:
@@ -223,7 +209,6 @@ class HttpActor:
         self._pending_wake = trio.Event()
         self._latency = 0.005  # EWMA of handler calls that returned a value, seconds
         self._eager: dict[str, int] = {}  # route key → requests left to attach at once
-        self.app = self._make_app()
 
     def attach_delay(self) -> float:
         return min(ATTACH_MAX, max(ATTACH_MIN, ATTACH_FACTOR * self._latency))
@@ -256,45 +241,22 @@ class HttpActor:
 
     # -- the app -----------------------------------------------------------------------------
 
-    def _make_app(self) -> QuartTrio:
-        app = QuartTrio("iii-http")
-        app.config.update(
-            MAX_CONTENT_LENGTH=None,
-            BODY_TIMEOUT=None,
-            RESPONSE_TIMEOUT=None,
-            PROVIDE_AUTOMATIC_OPTIONS=False,
-        )
-        app.url_map.converters["everything"] = _Everything
-        app.url_map.merge_slashes = False
-        app.url_map.strict_slashes = False
-        app.url_map.add(
-            QuartRule(
-                "/<everything:_path>",
-                endpoint="iii-http",
-                methods=None,  # every method: 404/405 are decided by the route table
-                strict_slashes=False,
-                merge_slashes=False,
-                provide_automatic_options=False,
-            )
-        )
-        app.view_functions["iii-http"] = self.view
-        return app
-
-    async def view(self, **_: Any) -> Response:
-        req = request._get_current_object()  # type: ignore[attr-defined]
-        scope = req.scope
-        method: str = scope["method"]
-        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+    async def view(self, req: Request) -> Outgoing:
+        """Every request: CORS pre-flight, the concurrency limit, the whole-request timeout."""
+        method = req.method
+        raw_headers = req.headers
         cors = self.cors
         origin = None if cors.any_origin else origin_of(raw_headers)
         if method == "OPTIONS" and cors.is_preflight(method, raw_headers):
-            return _Response(b"", 200, cors.preflight_headers(origin))
-        out: R.Reply | _Response | None = None
+            return R.Reply(200, cors.preflight_headers(origin))
+        out: Outgoing | None = None
         phase = _Phase()
         async with self.limiter:
             with trio.move_on_at(trio.current_time() + self.settings.timeout_s):
                 try:
-                    out = await self.dispatch(req, scope, method, raw_headers, phase)
+                    out = await self.dispatch(req, method, raw_headers, phase)
+                except ClientGone:
+                    raise
                 except Exception:
                     eid = R.error_id()
                     log.exception("request failed", error_id=eid, method=method)
@@ -302,36 +264,29 @@ class HttpActor:
         if out is None:
             # The whole-request timeout; a middleware still running gets its own envelope.
             out = R.middleware_timeout() if phase.middleware else R.gateway_timeout()
-        if isinstance(out, R.Reply):
-            headers = out.headers
-            headers.extend(cors.response_headers(origin))
-            body = out.body
-            if method == "HEAD" or out.status in _NO_BODY:
-                resp = _Response(b"", out.status, headers)
-                if method == "HEAD" and body and out.status not in _NO_BODY:
-                    resp.headers["content-length"] = str(len(body))
-                return resp
-            return _Response(body, out.status, headers)
         out.headers.extend(cors.response_headers(origin))
+        if isinstance(out, R.Reply) and method == "HEAD":
+            # The headers a GET would get, without the body (the server sends none).
+            if out.body and out.status not in _NO_BODY:
+                out.headers.append(("content-length", str(len(out.body))))
+            out.body = b""
         return out
 
     async def dispatch(
         self,
-        req: Any,
-        scope: dict[str, Any],
+        req: Request,
         method: str,
         raw_headers: list[tuple[bytes, bytes]],
         phase: _Phase,
-    ) -> R.Reply | _Response:
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        found = self.routes.match(method, raw_path.decode("latin-1"))
+    ) -> Outgoing:
+        found = self.routes.match(method, req.raw_path.decode("latin-1"))
         if not isinstance(found, Match):
             if isinstance(found, MethodNotAllowed):
                 return R.method_not_allowed(found.allowed)
             return R.not_found()
         route = found.route
         path_params = found.path_params
-        query = query_params(scope["query_string"])
+        query = query_params(req.query_string)
         headers = header_map(raw_headers)
         settings = self.settings
         mw_input: dict[str, Any] | None = None
@@ -365,7 +320,7 @@ class HttpActor:
 
     async def _run_route(
         self,
-        req: Any,
+        req: Request,
         route: Route,
         method: str,
         raw_headers: list[tuple[bytes, bytes]],
@@ -375,7 +330,7 @@ class HttpActor:
         phase: _Phase,
         channels: tuple[tuple[Ref, Ref], tuple[Ref, Ref]],
         started: list[_Exchange],
-    ) -> R.Reply | _Response:
+    ) -> Outgoing:
         """Condition, per-route middleware and the handler, with the request's channels."""
         (body_reader, body_writer), (resp_reader, resp_writer) = channels
         settings = self.settings
@@ -383,9 +338,9 @@ class HttpActor:
         data: bytes | None = None
         body: Any = None
         if is_json:
-            data = await req.body
+            data = await req.read_all()
             body = parse_json_body(data)
-        elif not _has_body(raw_headers, scope_version(req)):
+        elif not _has_body(raw_headers, req.http_version):
             data = b""
         base = base_payload(route, method, path_params, query, headers, body)
 
@@ -415,7 +370,7 @@ class HttpActor:
 
         payload = handler_payload(base, body_reader, resp_writer)
         exchange = _Exchange(
-            self, body_writer, resp_reader, data, None if data is not None else req.body
+            self, body_writer, resp_reader, data, None if data is not None else req.chunks()
         )
         started.append(exchange)
         if data is None:  # a body only the channel carries: stream it as it arrives
@@ -455,7 +410,7 @@ class HttpActor:
 
     async def _call_handler(
         self, route: Route, payload: dict[str, Any], exchange: _Exchange, method: str
-    ) -> R.Reply | _Response:
+    ) -> Outgoing:
         eager = self._eager.get(route.key)
         key = id(exchange)
         if eager:
@@ -516,11 +471,9 @@ class HttpActor:
             return R.internal_error()
         head = stream.head
         if stream.closed or method == "HEAD" or head.status in _NO_BODY:
-            return _Response(b"", head.status, head.header_list())
+            return R.Reply(head.status, head.header_list())
         exchange.handed_over = True
-        resp = _Response(stream.body(exchange.close), head.status, head.header_list())
-        resp.timeout = None
-        return resp
+        return Streamed(head.status, head.header_list(), stream.body(exchange.close))
 
     async def _attach_late(self) -> None:
         """Attach the channels of exchanges whose handler has outlived the attach delay."""
@@ -547,15 +500,6 @@ class HttpActor:
         self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
     ) -> None:
         settings = self.settings
-        config = HypercornConfig()
-        host = settings.host
-        config.bind = [f"[{host}]:{settings.port}" if ":" in host else f"{host}:{settings.port}"]
-        config.accesslog = None
-        config.errorlog = logging.getLogger("hypercorn.error")
-        config.include_server_header = False
-        config.keep_alive_timeout = 75.0
-        config.keep_alive_max_requests = 1_000_000_000  # never recycle a client's connection
-        config.graceful_timeout = 5.0
         async with trio.open_nursery() as nursery:
             self.bg = nursery
             nursery.start_soon(self.pool.run)
@@ -563,7 +507,7 @@ class HttpActor:
             nursery.start_soon(self._attach_late)
             stop = trio.Event()
             nursery.start_soon(self._watch_signals, stop)
-            binds = await nursery.start(self._serve_http, config, stop, nursery.cancel_scope)
+            binds = await nursery.start(self._serve_http, settings, stop, nursery.cancel_scope)
             log.info("http server listening", binds=binds)
             task_status.started(binds)
 
@@ -577,21 +521,17 @@ class HttpActor:
 
     async def _serve_http(
         self,
-        config: HypercornConfig,
+        settings: HttpSettings,
         stop: trio.Event,
         everything: trio.CancelScope,
         *,
         task_status: trio.TaskStatus[list[str]],
     ) -> None:
-        # hypercorn returns after a graceful shutdown; without the HTTP server the actor has
-        # nothing left to do.
-        await hypercorn_serve(self.app, config, shutdown_trigger=stop.wait, task_status=task_status)
+        # The server returns after a graceful stop; without it the actor has nothing to do.
+        server = HttpServer(self.view)
+        await server.serve(settings.host, settings.port, stop, task_status=task_status)
         log.info("http server stopped")
         everything.cancel()
-
-
-def scope_version(req: Any) -> str:
-    return str(req.scope.get("http_version", "1.1"))
 
 
 def _has_body(raw_headers: list[tuple[bytes, bytes]], http_version: str) -> bool:
