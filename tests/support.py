@@ -183,3 +183,32 @@ def engine_fixture(tmp_path: Path, config: dict[str, Any] | None = None) -> Iter
         yield eng
     finally:
         eng.stop()
+
+
+def find_process(root: int, needle: str, timeout: float = 10.0) -> int:
+    """The pid of a descendant of ``root`` whose command line contains ``needle``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        parents: dict[int, int] = {}
+        cmdlines: dict[int, str] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(stat[1])
+                cmdlines[int(entry.name)] = (
+                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+                )
+            except OSError:
+                continue
+        for pid, cmd in cmdlines.items():
+            if needle not in cmd:
+                continue
+            p = pid
+            while p > 1:
+                p = parents.get(p, 1)
+                if p == root:
+                    return pid
+        time.sleep(0.1)
+    raise RuntimeError(f"no process matching {needle!r} under {root}")

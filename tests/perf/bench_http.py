@@ -33,7 +33,7 @@ from typing import Any
 import attrs
 import trio
 
-from tests.support import REPO, EngineProcess, free_port, wait_port
+from tests.support import REPO, EngineProcess, find_process, free_port, wait_port
 
 CONCURRENCY = (1, 8, 64)
 BURSTS = 60
@@ -263,35 +263,6 @@ async def bursts(port: int, prefix: str, rounds: int) -> tuple[list[float], list
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def find_process(root: int, needle: str, timeout: float = 10.0) -> int:
-    """The pid of a descendant of ``root`` whose command line contains ``needle``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        parents: dict[int, int] = {}
-        cmdlines: dict[int, str] = {}
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-                parents[int(entry.name)] = int(stat[1])
-                cmdlines[int(entry.name)] = (
-                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                )
-            except OSError:
-                continue
-        for pid, cmd in cmdlines.items():
-            if needle not in cmd:
-                continue
-            p = pid
-            while p > 1:
-                p = parents.get(p, 1)
-                if p == root:
-                    return pid
-        time.sleep(0.1)
-    raise RuntimeError(f"no process matching {needle!r} under {root}")
 
 
 def spawn(*args: str, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:
