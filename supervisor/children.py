@@ -35,6 +35,7 @@ from supervisor import procfs
 from supervisor.logcapture import WorkerLog, rfc3339
 from supervisor.model import EngineConfig, WorkerEntry, WorkerKind
 from supervisor.notify import NOTIFY_ENV_VARS
+from supervisor.notifyrecv import NotifyReceiver
 from supervisor.restart import (
     Decision,
     End,
@@ -295,7 +296,10 @@ class _Run:
     ready_at: float | None = None  # unix
     ready_mono: float | None = None
     ready_fd: int | None = None
+    notify: NotifyReceiver | None = None  # readiness: notify (§7.4)
+    notify_ready: trio.Event = attrs.field(factory=trio.Event)
     notify_status: str | None = None
+    watchdog_at: float | None = None  # trio time of the last WATCHDOG=1
     ever_connected: bool = False
     link_scope: trio.CancelScope | None = None  # actors: the bus local link
     cpu_sample: tuple[float, float] | None = None  # (monotonic, cpu seconds)
@@ -691,8 +695,9 @@ class WorkerController:
         cleanup: list[Callable[[], None]] = []
         link_sock: socket.socket | None = None
         ready_r: int | None = None
+        notify: NotifyReceiver | None = None
         try:
-            request, link_sock, ready_r = self.manager.spawn_request(self, cleanup)
+            request, link_sock, ready_r, notify = self.manager.spawn_request(self, cleanup)
             self.spawns += 1
             restart_note = (
                 f" (restart {self.policy.total_restarts})" if self.policy.total_restarts else ""
@@ -706,13 +711,17 @@ class WorkerController:
                 link_sock.close()
             if ready_r is not None:
                 os.close(ready_r)
+            if notify is not None:
+                notify.close()
             await self._on_spawn_error(exc)
             return
         for fn in cleanup:
             fn()
         now = trio.current_time()
         self.policy.on_spawn(now)
-        run = _Run(child=child, number=self.spawns, started_mono=now, ready_fd=ready_r)
+        run = _Run(
+            child=child, number=self.spawns, started_mono=now, ready_fd=ready_r, notify=notify
+        )
         self.run = run
         self.last_pid = child.pid
         self.health_status = None
@@ -734,6 +743,8 @@ class WorkerController:
             run.link_scope = trio.CancelScope()
             self._nursery.start_soon(self._serve_link, link_sock, run.link_scope)
         self._nursery.start_soon(self._watch_end, child)
+        if notify is not None:
+            self._nursery.start_soon(self._serve_notify, run, notify)
         self._nursery.start_soon(self._watch_ready, run)
 
     async def _on_spawn_error(self, exc: BaseException) -> None:
@@ -766,9 +777,31 @@ class WorkerController:
                 await self._wait_bus_ready(run)
             elif mode == "fd" and run.ready_fd is not None:
                 await self._wait_ready_fd(run)
-            else:  # "process", and "notify" until per-child notify sockets exist
+            elif mode == "notify" and run.notify is not None:
+                await run.notify_ready.wait()
+            else:  # "process"
                 await trio.sleep(self.spec.min_uptime)
             self.post(_ChildReady(run.child))
+
+    async def _serve_notify(self, run: _Run, notify: NotifyReceiver) -> None:
+        """Messages on the child's ``NOTIFY_SOCKET``, for the life of this incarnation."""
+        pgid = run.child.pgid
+
+        def from_child(pid: int) -> bool:
+            stat = procfs.read_stat(pid)
+            return stat is not None and stat.pgrp == pgid
+
+        def on_fields(fields: dict[str, str]) -> None:
+            if fields.get("READY") == "1":
+                run.notify_ready.set()
+            if "STATUS" in fields:
+                run.notify_status = fields["STATUS"][:200]
+                self._signal_change()
+            if fields.get("WATCHDOG") == "1":
+                run.watchdog_at = trio.current_time()
+
+        with run.task_scope():
+            await notify.serve(from_child, on_fields)
 
     async def _wait_ready_fd(self, run: _Run) -> None:
         assert run.ready_fd is not None
@@ -899,7 +932,13 @@ class WorkerController:
                             self._health(HealthStatus.UNRESPONSIVE)
                             self.post(_Unhealthy(run.child, EndCause.HEALTH_TIMEOUT))
                             return
-                    last_ok = now  # liveness of a plain process is the keeper's business
+                    if run.watchdog_at is not None and now - run.watchdog_at >= h.timeout:
+                        # §8.3: a notify child that pinged WATCHDOG=1 once must keep doing so.
+                        self._health(HealthStatus.UNRESPONSIVE)
+                        log.warning("worker.watchdog_missed", worker=self.name, pid=run.child.pid)
+                        self.post(_Unhealthy(run.child, EndCause.HEALTH_TIMEOUT))
+                        return
+                    last_ok = now  # otherwise liveness of a plain process is the keeper's
                     continue
                 run.ever_connected = True
                 if lost_since is not None:
@@ -1038,6 +1077,8 @@ class WorkerController:
             with contextlib.suppress(OSError):
                 os.close(run.ready_fd)
             run.ready_fd = None
+        if run.notify is not None:
+            run.notify.close()
         self.run = None
         self.resources = None
         self.health_status = None
@@ -1241,6 +1282,7 @@ class WorkerController:
             else None,
             "last_exit": self.last_exit,
             "last_error": self.last_error,
+            "notify_status": run.notify_status if run is not None else None,
             "bus": bus,
             "resources": {
                 k: (self.resources or {}).get(k)
@@ -1450,9 +1492,10 @@ class ChildManager:
 
     def spawn_request(
         self, ctrl: WorkerController, cleanup: list[Callable[[], None]]
-    ) -> tuple[SpawnRequest, socket.socket | None, int | None]:
-        """Build the spawn request; returns it with the supervisor's end of the actor link
-        and of the readiness pipe. Child-side fds are closed by ``cleanup`` after spawn."""
+    ) -> tuple[SpawnRequest, socket.socket | None, int | None, NotifyReceiver | None]:
+        """Build the spawn request; returns it with the supervisor's end of the actor link,
+        of the readiness pipe, and the notify socket. Child-side fds are closed by
+        ``cleanup`` after spawn."""
         entry = ctrl.entry
         spec = entry.supervise
         argv, shell = resolve_command(entry)
@@ -1485,6 +1528,29 @@ class ChildManager:
             reserved["III_READY_FD"] = str(ready_w)
             pass_fds.append(ready_w)
             cleanup.append(lambda: os.close(ready_w))
+        notify: NotifyReceiver | None = None
+        if spec.readiness == "notify":
+            directory = self.state_dir.path / "notify" if self.state_dir is not None else None
+            notify = NotifyReceiver(directory, entry.name, str(ctrl.spawns + 1))
+            reserved["NOTIFY_SOCKET"] = notify.address
+            reserved["WATCHDOG_USEC"] = str(int(spec.health.timeout * 1_000_000))
+        try:
+            request = self._request(entry, argv, shell, reserved, pass_fds)
+        except BaseException:
+            if notify is not None:
+                notify.close()
+            raise
+        return request, link, ready_r, notify
+
+    def _request(
+        self,
+        entry: WorkerEntry,
+        argv: tuple[str, ...] | None,
+        shell: str | None,
+        reserved: dict[str, str],
+        pass_fds: list[int],
+    ) -> SpawnRequest:
+        spec = entry.supervise
         env = build_env(entry, base=self.base_env, reserved=reserved)
         if entry.kind is WorkerKind.ACTOR:
             # Actors are our own packages: make them importable from a source checkout too.
@@ -1497,7 +1563,7 @@ class ChildManager:
             for s in (spec.stop_signal,)
             if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCONT)
         )
-        request = SpawnRequest(
+        return SpawnRequest(
             name=entry.name,
             argv=argv,
             shell=shell,
@@ -1509,7 +1575,6 @@ class ChildManager:
             orphan_grace=self.orphan_grace,
             catch_signals=catch,
         )
-        return request, link, ready_r
 
     # -- operator commands (§13.3) ------------------------------------------------------------
 
