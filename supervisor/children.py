@@ -32,6 +32,7 @@ import trio
 
 from manifests import RESERVED_ENV  # the variables we set; a worker's env cannot
 from supervisor import procfs
+from supervisor.install import InstallOutcome, InstallRecords, install_digest, run_install
 from supervisor.logcapture import WorkerLog, rfc3339
 from supervisor.model import EngineConfig, WorkerEntry, WorkerKind
 from supervisor.notify import NOTIFY_ENV_VARS
@@ -275,6 +276,12 @@ class _Timer:
 
 
 @attrs.frozen(eq=False)
+class _InstallDone:
+    outcome: InstallOutcome
+    digest: str
+
+
+@attrs.frozen(eq=False)
 class _DepsChanged:
     pass
 
@@ -356,6 +363,7 @@ class WorkerController:
         self._busy: dict[str, _Command] = {}  # joinable commands queued or in progress
         self._dep_blocked = False
         self._forgotten = False
+        self._install: tuple[trio.CancelScope, trio.Event] | None = None  # while installing
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -529,6 +537,8 @@ class WorkerController:
             await self._on_timer(msg.kind)
         elif isinstance(msg, _DepsChanged):
             await self._on_deps_changed()
+        elif isinstance(msg, _InstallDone):
+            await self._on_install_done(msg)
 
     async def _on_timer(self, kind: str) -> None:
         if kind == "backoff" and self.state is WorkerState.BACKOFF:
@@ -656,7 +666,7 @@ class WorkerController:
                 if self.spec.critical:
                     self.manager.on_critical(self)
             elif verdict == "ready":
-                await self._spawn()
+                await self._install_or_spawn()
             return
         if (
             self.state is WorkerState.FAILED
@@ -687,6 +697,80 @@ class WorkerController:
                     self._move(Trigger.SPAWN, cause="dependency_restart", dependency=dep)
                     await self._begin_start()
                     return
+
+    # -- install (§7.3) -------------------------------------------------------------------------
+
+    def _install_wanted(self) -> tuple[str, str] | None:
+        """``(command, digest)`` when the install script must run before this spawn."""
+        manifest = self.entry.manifest
+        if manifest is None or not manifest.install:
+            return None
+        mode = self.spec.install
+        if mode == "never" or self.manager.no_install:
+            return None
+        digest = install_digest(manifest.install, self.entry.worker_path)
+        if mode == "once" and self.manager.installs.done(self.name) == digest:
+            return None
+        return manifest.install, digest
+
+    async def _install_or_spawn(self) -> None:
+        wanted = self._install_wanted()
+        if wanted is None:
+            await self._spawn()
+            return
+        assert self._nursery is not None
+        self._cancel_timer("start_timeout")  # the install has its own budget
+        self._set_phase(Phase.INSTALLING)
+        scope, finished = trio.CancelScope(), trio.Event()
+        self._install = (scope, finished)
+        self._nursery.start_soon(self._run_install, wanted, scope, finished)
+
+    async def _run_install(
+        self, wanted: tuple[str, str], scope: trio.CancelScope, finished: trio.Event
+    ) -> None:
+        command, digest = wanted
+        assert self._nursery is not None
+        try:
+            with scope:
+                self.log.marker(f"install: {command}")
+                log.info("worker.installing", worker=self.name, command=command)
+                request = self.manager.install_request(self, command)
+                outcome = await run_install(
+                    self.manager.launcher,
+                    request,
+                    self.log,
+                    self._nursery,
+                    self.spec.install_timeout,
+                )
+                self.post(_InstallDone(outcome, digest))
+        finally:
+            finished.set()
+
+    async def _cancel_install(self) -> None:
+        if self._install is not None:
+            scope, finished = self._install
+            self._install = None
+            scope.cancel()
+            with trio.move_on_after(10.0):
+                await finished.wait()
+
+    async def _on_install_done(self, msg: _InstallDone) -> None:
+        self._install = None
+        if self.state is not WorkerState.STARTING or self.phase is not Phase.INSTALLING:
+            return
+        if msg.outcome.ok:
+            self.manager.installs.record(self.name, msg.digest)
+            self.log.marker("install: done")
+            log.info("worker.installed", worker=self.name)
+            self._set_timer("start_timeout", self.spec.start_timeout)
+            await self._spawn()
+            return
+        self._set_error(ErrorCode.INSTALL_FAILED, msg.outcome.message)
+        self._move(Trigger.END_FAILED, cause="install_failed")
+        if self.spec.critical:
+            self.manager.on_critical(self)
+
+    # -- spawning ---------------------------------------------------------------------------
 
     async def _spawn(self) -> None:
         assert self._nursery is not None
@@ -1012,6 +1096,7 @@ class WorkerController:
         self._cancel_timer("stable")
         if self.state is not WorkerState.STOPPING:
             self._move(Trigger.STOP, cause="requested")
+        await self._cancel_install()
         if run is None:
             return
         run.handled = True
@@ -1348,6 +1433,7 @@ class ChildManager:
         logs_dir: Path | None = None,
         orphan_grace: float = 3.0,
         sweep_grace: float = 2.0,
+        no_install: bool = False,
     ) -> None:
         self.cfg = cfg
         self.bus = bus
@@ -1364,6 +1450,8 @@ class ChildManager:
         self.proc_table = procfs.ProcessTable()
         self.orphan_grace = orphan_grace
         self.sweep_grace = sweep_grace
+        self.no_install = no_install
+        self.installs = InstallRecords(state_dir.path / "install" if state_dir else None)
         self.controllers: dict[str, WorkerController] = {}
         self.shutting_down = False
         self.forced = False
@@ -1499,22 +1587,7 @@ class ChildManager:
         entry = ctrl.entry
         spec = entry.supervise
         argv, shell = resolve_command(entry)
-        url = f"ws://127.0.0.1:{self.engine_port}"
-        reserved = {
-            "III_URL": url,
-            "III_ENGINE_URL": url,
-            "III_WORKER_NAME": entry.name,
-            "III_ENGINE_PID": str(os.getpid()),
-            "III_LIFELINE_FD": str(self._lifeline_r),
-        }
-        if self.config_path:
-            reserved["III_CONFIG_PATH"] = str(self.config_path)
-        if self.state_dir is not None:
-            reserved["III_CONFIG"] = str(
-                self.state_dir.write_worker_config(entry.name, entry.config)
-            )
-            self.state_dir.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            reserved["III_DATA_DIR"] = str(self.state_dir.data_dir)
+        reserved = self._reserved_env(entry)
         pass_fds = [self._lifeline_r]
         link: socket.socket | None = None
         if entry.kind is WorkerKind.ACTOR:
@@ -1541,6 +1614,31 @@ class ChildManager:
                 notify.close()
             raise
         return request, link, ready_r, notify
+
+    def install_request(self, ctrl: WorkerController, command: str) -> SpawnRequest:
+        """The install script as a spawn: the worker's env and cwd, no link, no readiness."""
+        reserved = self._reserved_env(ctrl.entry)
+        return self._request(ctrl.entry, None, command, reserved, [self._lifeline_r])
+
+    def _reserved_env(self, entry: WorkerEntry) -> dict[str, str]:
+        """The variables every child of this worker gets from us (§7.1)."""
+        url = f"ws://127.0.0.1:{self.engine_port}"
+        reserved = {
+            "III_URL": url,
+            "III_ENGINE_URL": url,
+            "III_WORKER_NAME": entry.name,
+            "III_ENGINE_PID": str(os.getpid()),
+            "III_LIFELINE_FD": str(self._lifeline_r),
+        }
+        if self.config_path:
+            reserved["III_CONFIG_PATH"] = str(self.config_path)
+        if self.state_dir is not None:
+            reserved["III_CONFIG"] = str(
+                self.state_dir.write_worker_config(entry.name, entry.config)
+            )
+            self.state_dir.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            reserved["III_DATA_DIR"] = str(self.state_dir.data_dir)
+        return reserved
 
     def _request(
         self,

@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--shutdown-timeout", default=None, help="global stop deadline, e.g. 30s")
     up.add_argument(
+        "--no-install",
+        action="store_true",
+        default=None,
+        help="never run manifests' install scripts (as `install: never` for every worker)",
+    )
+    up.add_argument(
         "--strict", action="store_true", help="treat warnings about unsupported entries as errors"
     )
 
@@ -174,6 +180,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             "socket_group_control": args.socket_group_control,
             "shutdown_timeout": args.shutdown_timeout,
             "only": args.only,
+            "no_install": args.no_install,
         },
         settings=settings,
         config_path=cfg.source,

@@ -283,6 +283,8 @@ class WorkerLog:
         stream: trio.abc.ReceiveStream,
         name: str,
         pid_of: Callable[[], int | None] | None = None,
+        *,
+        prefix: str = "",
     ) -> None:
         """Read one pipe to EOF; every complete line goes to ``emit`` as it arrives."""
         splitter = LineSplitter()
@@ -299,10 +301,10 @@ class WorkerLog:
                 if not chunk:
                     break
                 for line in splitter.feed(chunk):
-                    self.emit(name, line.text, truncated=line.truncated, pid=pid())
+                    self.emit(name, prefix + line.text, truncated=line.truncated, pid=pid())
         finally:
             for line in splitter.flush():
-                self.emit(name, line.text, truncated=line.truncated, pid=pid())
+                self.emit(name, prefix + line.text, truncated=line.truncated, pid=pid())
             with contextlib.suppress(Exception):
                 await stream.aclose()
 

@@ -79,6 +79,7 @@ class SupervisionOptions:
     orphan_grace: float = 3.0
     sweep_grace: float = 2.0
     only: tuple[str, ...] = ()
+    no_install: bool = False
 
     @classmethod
     def resolve(
@@ -111,6 +112,8 @@ class SupervisionOptions:
             out.socket_group = v
         if (v := pick("socket_group_control", _truthy)) is not None:
             out.socket_group_control = v
+        if (v := pick("no_install", _truthy)) is not None:
+            out.no_install = v
         for key in ("shutdown_timeout", "orphan_grace", "sweep_grace"):
             if (v := pick(key, _seconds)) is not None:
                 setattr(out, key, v)
@@ -240,6 +243,7 @@ class SupervisorRuntime:
             base_env=self.environ,
             orphan_grace=self.options.orphan_grace,
             sweep_grace=self.options.sweep_grace,
+            no_install=self.options.no_install,
         )
         manager = self.manager
         async with trio.open_nursery() as nursery:
