@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("names", nargs="*", metavar="NAME")
     status.add_argument("--json", action="store_true", help="print the raw status document")
     status.add_argument("--watch", action="store_true", help="follow state transitions")
+    status.add_argument(
+        "--remote",
+        action="store_true",
+        help="also list connected workers this supervisor does not run (read-only rows)",
+    )
 
     for verb, text in (
         ("start", "start workers"),
@@ -311,18 +316,33 @@ def format_worker(w: dict[str, Any]) -> str:
     return f"{w['name']:<20} {state:<9} {detail}".rstrip()
 
 
+def format_remote(r: dict[str, Any]) -> str:
+    name = r.get("name") or "(unnamed)"
+    where = f"{r.get('namespace')}" if r.get("namespace") else ""
+    functions = r.get("functions") or []
+    detail = (
+        f"remote {r.get('peer') or '?'}, since {_clock(r.get('connected_since'))}, "
+        f"{len(functions)} function{'s' if len(functions) != 1 else ''}"
+    )
+    return f"{name:<20} {'REMOTE':<9} {detail}" + (f" [{where}]" if where else "")
+
+
 @_guard
 def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
         return cmd_watch(args)
-    cargs = {"names": args.names} if args.names else None
-    doc = _request(args, "status", cargs)
+    cargs: dict[str, Any] = {"names": args.names} if args.names else {}
+    if args.remote:
+        cargs["remote"] = True
+    doc = _request(args, "status", cargs or None)
     workers = doc.get("workers", [])
     if args.json:
         print(json.dumps(doc, indent=2))
     else:
         for w in workers:
             print(format_worker(w))
+        for r in doc.get("remote", []):
+            print(format_remote(r))
     considered = (
         workers
         if args.names

@@ -122,6 +122,18 @@ class SupervisionOptions:
         return out
 
 
+def remote_row(view: Any) -> dict[str, Any]:
+    """A connected worker we do not supervise: read-only, no pid, no policy (§12)."""
+    return {
+        "name": view.name,
+        "namespace": view.namespace,
+        "peer": view.peer,
+        "connected_since": rfc3339(view.connected_at),
+        "functions": sorted(view.function_ids),
+        "triggers": len(view.trigger_ids),
+    }
+
+
 def _truthy(value: Any) -> bool:
     if isinstance(value, bool):
         return value
@@ -412,7 +424,9 @@ class SupervisorRuntime:
             return "degraded"
         return "running"
 
-    def status_document(self, names: Sequence[str] | None) -> dict[str, Any]:
+    def status_document(
+        self, names: Sequence[str] | None, *, remote_rows: bool = False
+    ) -> dict[str, Any]:
         assert self.manager is not None
         workers = self.manager.snapshot(names)
         views = self.manager.bus_views()
@@ -440,6 +454,7 @@ class SupervisorRuntime:
                 "summary": self.manager.summary(),
             },
             "workers": workers,
+            **({"remote": [remote_row(v) for v in remote]} if remote_rows else {}),
         }
 
     async def reload(self) -> dict[str, Any]:

@@ -6,11 +6,12 @@ Wire::
     ← {"id": 1, "ok": true, "result": {"supervisor": {…}, "workers": [{"name": "api",
           "state": "ready", "pid": 4242, "restarts": 2, "last_exit": {…}, …}]}}
 
-An unknown name is ``UNKNOWN_WORKER``.
+An unknown name is ``UNKNOWN_WORKER``. ``"remote": true`` adds ``remote``: one read-only row
+per connected worker we do not supervise (name, namespace, peer, connected_since, functions).
 
 CLI::
 
-    iii-supervisor status [NAME…] [--json]
+    iii-supervisor status [NAME…] [--json] [--remote]
 
 One supervisorctl-style line per worker; exit 0 when every named (or autostart) worker is
 ready, 3 when one is not, 4 for an unknown name, 1 when the supervisor is unreachable.
@@ -31,6 +32,6 @@ MUTATING = False
 async def execute(ctx: CommandContext) -> Any:
     names = names_arg(ctx.args)
     try:
-        return ctx.control.status_document(names)
+        return ctx.control.status_document(names, remote_rows=ctx.args.get("remote") is True)
     except UnknownWorker as exc:
         raise ProtocolError("UNKNOWN_WORKER", str(exc)) from None
