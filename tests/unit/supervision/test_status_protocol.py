@@ -71,6 +71,7 @@ class FakeControl:
     def __init__(self) -> None:
         self.manager = FakeManager()
         self.shutdowns = 0
+        self.remote_asked = False
 
     @property
     def shutting_down(self) -> bool:
@@ -79,8 +80,14 @@ class FakeControl:
     def uptime(self) -> float:
         return 1.5
 
-    def status_document(self, names: Sequence[str] | None) -> dict[str, Any]:
-        return {"supervisor": {"pid": self.pid}, "workers": []}
+    def status_document(
+        self, names: Sequence[str] | None, *, remote_rows: bool = False
+    ) -> dict[str, Any]:
+        self.remote_asked = remote_rows
+        doc: dict[str, Any] = {"supervisor": {"pid": self.pid}, "workers": []}
+        if remote_rows:
+            doc["remote"] = []
+        return doc
 
     async def reload(self) -> dict[str, Any]:
         raise ProtocolError("CONFIG_INVALID", "bad", details={"errors": ["x: bad"]})
@@ -210,6 +217,18 @@ async def test_non_owner_peer_gets_read_only(
     status, denied = await trio.to_thread.run_sync(talk)
     assert status["supervisor"]["pid"] == 4242
     assert denied.code == "PERMISSION_DENIED"
+
+
+async def test_status_remote_flag_reaches_the_document(served: tuple[Path, FakeControl]) -> None:
+    path, control = served
+
+    def talk() -> tuple[Any, Any]:
+        with StatusClient(path) as c:
+            return c.request("status"), c.request("status", {"remote": True})
+
+    plain, remote = await trio.to_thread.run_sync(talk)
+    assert "remote" not in plain and remote["remote"] == []
+    assert control.remote_asked is True
 
 
 async def test_second_server_on_a_live_socket_is_refused(served: tuple[Path, FakeControl]) -> None:
