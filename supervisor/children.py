@@ -222,6 +222,8 @@ def working_dir(entry: WorkerEntry, config_dir: Path | None) -> str:
     return os.getcwd()
 
 
+STEP_MARGIN = 30.0  # seconds: spawning and the kill/sweep waits on top of the spec's timeouts
+
 # -- controller messages --------------------------------------------------------------------
 
 
@@ -364,6 +366,7 @@ class WorkerController:
         self._dep_blocked = False
         self._forgotten = False
         self._install: tuple[trio.CancelScope, trio.Event] | None = None  # while installing
+        self.busy_since: float | None = None  # trio time the current message began
 
     # -- plumbing ---------------------------------------------------------------------------
 
@@ -401,6 +404,21 @@ class WorkerController:
         assert cmd.result is not None
         return cmd.result
 
+    def step_budget(self) -> float:
+        """The longest one message may legitimately take: a full stop (drain, grace, kill,
+        sweep) plus a margin for spawning. Beyond it the controller is wedged (§15.1)."""
+        spec = self.spec
+        return (
+            spec.drain_timeout
+            + spec.stop_timeout
+            + spec.health.kill_grace
+            + self.manager.sweep_grace
+            + STEP_MARGIN
+        )
+
+    def wedged(self, now: float) -> bool:
+        return self.busy_since is not None and now - self.busy_since > self.step_budget()
+
     async def wait_for(self, predicate: Callable[[WorkerController], bool]) -> None:
         while not predicate(self):
             await self.changed.wait()
@@ -413,7 +431,11 @@ class WorkerController:
             try:
                 async for msg in self._inbox_recv:
                     self.ticks += 1
-                    await self._handle(msg)
+                    self.busy_since = trio.current_time()
+                    try:
+                        await self._handle(msg)
+                    finally:
+                        self.busy_since = None
                     if self._forgotten:
                         break
             finally:
@@ -1509,6 +1531,11 @@ class ChildManager:
             if entry is not None:
                 stack.extend(entry.supervise.depends_on)
         return out
+
+    def wedged_controllers(self) -> list[str]:
+        """Controllers stuck in one message past their step budget (the watchdog's check)."""
+        now = trio.current_time()
+        return [c.name for c in self.controllers.values() if c.wedged(now)]
 
     def get(self, name: str) -> WorkerController:
         ctrl = self.controllers.get(name)

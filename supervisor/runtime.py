@@ -366,9 +366,15 @@ class SupervisorRuntime:
         self._changed = trio.Event()
 
     def _healthy(self) -> bool:
-        return bool(
-            self.server.alive and not (self._shutdown.is_set() and self.phase != "stopping")
-        )
+        """The watchdog's self-check (§15.1): the status server runs, no shutdown is stuck
+        before it began, and no worker controller is wedged in one step."""
+        if not self.server.alive or (self._shutdown.is_set() and self.phase != "stopping"):
+            return False
+        wedged = self.manager.wedged_controllers() if self.manager is not None else []
+        if wedged:
+            log.error("supervisor.controllers_wedged", workers=wedged)
+            return False
+        return True
 
     async def _notify_loop(self) -> None:
         """READY=1 once every autostart worker is ready or at rest (bounded by the longest

@@ -80,6 +80,7 @@ class Behaviour:
     exit_code: int = 0
     exit_signal: int | None = None
     on_term: str = "die"  # die (killed by the signal) | exit0 | ignore
+    kill_hangs: bool = False  # SIGKILL delivery never returns (a wedged keeper)
     spawn_error: bool = False
     output: tuple[str, ...] = ()
 
@@ -127,6 +128,8 @@ class FakeChild:
         return True
 
     async def kill(self) -> None:
+        if self.behaviour.kill_hangs:
+            await trio.sleep_forever()
         self.signal_group(signal.SIGKILL)
 
     def group_alive(self) -> bool:

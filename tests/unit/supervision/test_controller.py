@@ -505,3 +505,29 @@ async def test_lost_bus_link_past_reconnect_grace_is_unresponsive(
     await h.until("sdk", WorkerState.BACKOFF)
     assert trio.current_time() - t0 >= 3.0
     assert h.manager.get("sdk").snapshot()["last_exit"]["cause"] == "health_timeout"
+
+
+async def test_a_controller_stuck_past_its_step_budget_is_reported_wedged(
+    autojump_clock: trio.testing.MockClock, harness_factory: object, nursery: trio.Nursery
+) -> None:
+    """The watchdog's self-check: a stop whose SIGKILL never returns (a wedged keeper)
+    makes ``wedged_controllers`` name that worker once its step budget is spent, and only
+    then; the other controllers keep working and are not reported."""
+    cfg = config(
+        command_worker("stuck", stop_timeout=1.0, drain_timeout=0.0),
+        command_worker("fine"),
+    )
+    h = await harness_factory(  # type: ignore[operator]
+        cfg,
+        lambda name, n: Behaviour(on_term="ignore", kill_hangs=name == "stuck"),
+    )
+    await h.until("stuck", WorkerState.READY)
+    await h.until("fine", WorkerState.READY)
+    ctrl = h.manager.get("stuck")
+    budget = ctrl.step_budget()
+    nursery.start_soon(h.manager.stop, ["stuck"])
+    await trio.sleep(budget - 1.0)
+    assert ctrl.busy_since is not None and h.manager.wedged_controllers() == []
+    await h.manager.restart(["fine"])  # another controller still answers
+    await trio.sleep(2.0)
+    assert h.manager.wedged_controllers() == ["stuck"]
