@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.children import build_env, flatten_config, resolve_command
+from supervisor.childenv import build_env, flatten_config, resolve_command
 from supervisor.model import Manifest, SuperviseSpec, WorkerEntry, WorkerKind
 
 
