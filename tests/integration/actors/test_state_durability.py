@@ -14,6 +14,7 @@ import pytest
 from iii import InvocationError
 
 from tests.integration.actors.conftest import Deployment, call
+from tests.support import wait_for
 
 
 def file_state(fsync: str, **extra: Any) -> dict[str, Any]:
@@ -101,6 +102,9 @@ def kill_during_writes(d: Deployment, rounds: int, scope: str) -> set[str]:
     for r in range(rounds):
         writer = Writer(d.client, scope, f"r{r}")
         writer.start()
+        # Writes must be flowing when the kill lands: wait for the first acknowledgement
+        # (a loaded machine may take a while), then let a random number more go through.
+        wait_for(lambda w=writer: w.acked, 10.0)
         time.sleep(rng.uniform(0.05, 0.2))
         actor.kill()
         time.sleep(0.05)  # let the writer see the failure of its in-flight call
