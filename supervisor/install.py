@@ -81,9 +81,6 @@ class PrefixedLog:
     async def pump(self, stream: trio.abc.ReceiveStream, name: str, pid_of: Any = None) -> None:
         await self.inner.pump(stream, name, pid_of, prefix=self.prefix)
 
-    def marker(self, text: str) -> None:
-        self.inner.marker(f"install: {text}")
-
 
 @attrs.frozen
 class InstallOutcome:
