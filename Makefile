@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: up test bench lint fmt services clean
+.PHONY: up test typecheck bench lint fmt services clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -25,7 +25,12 @@ up: $(STAMP)
 
 test: $(TEST_STAMP) services
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+typecheck: $(TEST_STAMP)
+	$(BIN)/mypy
 
 bench: $(TEST_STAMP) services
 	$(BIN)/python -m tests.perf.run_all

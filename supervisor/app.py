@@ -15,10 +15,10 @@ import signal
 import structlog
 import trio
 
-from supervisor.engine import Engine, run_engine
-from supervisor.listener import BindError
-from supervisor.model import EngineConfig
-from supervisor.runtime import (
+from supervisor.config.model import EngineConfig
+from supervisor.engine.listener import BindError
+from supervisor.engine.runner import Engine, run_engine
+from supervisor.supervision.runtime import (
     EXIT_CANTCREAT,
     EXIT_CRITICAL,
     EXIT_FORCED,

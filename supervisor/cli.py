@@ -163,8 +163,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     import trio
 
     from supervisor.app import EXIT_CONFIG, run_up
-    from supervisor.config import ConfigError, load
-    from supervisor.runtime import SupervisionOptions
+    from supervisor.config.loader import ConfigError, load
+    from supervisor.supervision.runtime import SupervisionOptions
 
     try:
         loaded = load(args.config, strict=args.strict)
@@ -205,7 +205,7 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 
 def _socket_path(args: argparse.Namespace) -> tuple[Path, list[Path]]:
-    from supervisor.statedir import resolve_state_dir, socket_candidates
+    from supervisor.supervision.statedir import resolve_state_dir, socket_candidates
 
     config = _config_path(args)
     state_dir = resolve_state_dir(args.state_dir, config)
@@ -488,7 +488,7 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from supervisor.config import check_config
+    from supervisor.config.loader import check_config
 
     report = check_config(args.config, strict=args.strict)
     if args.json:

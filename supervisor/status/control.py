@@ -10,13 +10,13 @@ import attrs
 from supervisor.status.protocol import ProtocolError, Request
 
 if TYPE_CHECKING:
-    from supervisor.children import ChildManager
+    from supervisor.supervision.children import ChildManager
 
 __all__ = ["Control", "Peer", "CommandContext", "names_arg", "bool_arg", "int_arg"]
 
 
 class Control(Protocol):
-    """Implemented by ``supervisor.runtime.SupervisorRuntime`` (and by test fakes)."""
+    """Implemented by ``supervisor.supervision.runtime.SupervisorRuntime`` (and by test fakes)."""
 
     manager: ChildManager
     version: str

@@ -7,8 +7,8 @@ from typing import Any
 
 import trio
 
-from supervisor.children import CommandResult, ShuttingDown, UnknownWorker
 from supervisor.status.protocol import ProtocolError
+from supervisor.supervision.children import CommandResult, ShuttingDown, UnknownWorker
 
 STREAMED = object()  # returned by streaming commands: the server then sends {"done": true}
 

@@ -25,11 +25,11 @@ from typing import Any
 
 import trio
 
-from supervisor.children import UnknownWorker
-from supervisor.logcapture import read_file_tail, strip_control
 from supervisor.status.commands._common import STREAMED
 from supervisor.status.control import CommandContext, bool_arg, int_arg
 from supervisor.status.protocol import ProtocolError, event
+from supervisor.supervision.children import UnknownWorker
+from supervisor.supervision.logcapture import read_file_tail, strip_control
 
 NAME = "logs"
 MUTATING = False

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from supervisor.children import UnknownWorker
 from supervisor.status.control import CommandContext, names_arg
 from supervisor.status.protocol import ProtocolError
+from supervisor.supervision.children import UnknownWorker
 
 NAME = "status"
 MUTATING = False

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import trio
 
-from supervisor.logcapture import WorkerLog
-from supervisor.model import LogSettings
-from supervisor.spawn import KeeperChild, KeeperLauncher, SpawnError, SpawnRequest
+from supervisor.config.model import LogSettings
+from supervisor.supervision.logcapture import WorkerLog
+from supervisor.supervision.spawn import KeeperChild, KeeperLauncher, SpawnError, SpawnRequest
 from tests.integration.supervision.conftest import alive, marked_pids, pgrp_of
 from tests.unit.supervision.fakes import eventually
 

@@ -12,10 +12,17 @@ from pathlib import Path
 import pytest
 import trio
 
-from supervisor.children import ChildManager
-from supervisor.model import Backoff, EngineConfig, Health, SuperviseSpec, WorkerEntry, WorkerKind
-from supervisor.statedir import StateDir
-from supervisor.states import WorkerState
+from supervisor.config.model import (
+    Backoff,
+    EngineConfig,
+    Health,
+    SuperviseSpec,
+    WorkerEntry,
+    WorkerKind,
+)
+from supervisor.supervision.children import ChildManager
+from supervisor.supervision.statedir import StateDir
+from supervisor.supervision.states import WorkerState
 from tests.integration.supervision.conftest import alive, marked_pids
 from tests.unit.supervision.fakes import FakeBus, WorkerView
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.bus import Bus
-from supervisor.connection import Connection
+from supervisor.engine.bus import Bus
+from supervisor.engine.connection import Connection
 from transport import messages as m
 
 

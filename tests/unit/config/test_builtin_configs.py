@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.builtin_configs import (
+from supervisor.config.blocks import (
     HttpConfig,
     HttpCors,
     HttpMiddleware,
@@ -19,7 +19,7 @@ from supervisor.builtin_configs import (
     structure,
     validate_block,
 )
-from supervisor.model import ListenerConfig, RbacConfig
+from supervisor.config.model import ListenerConfig, RbacConfig
 
 
 def issues(name: str, raw: Any) -> dict[str, str]:

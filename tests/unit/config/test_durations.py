@@ -9,7 +9,7 @@ import signal
 
 import pytest
 
-from supervisor.durations import UnitError, parse_duration, parse_signal, parse_size
+from supervisor.config.durations import UnitError, parse_duration, parse_signal, parse_size
 
 
 @pytest.mark.parametrize(

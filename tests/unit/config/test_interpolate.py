@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from supervisor.interpolate import ENGINE_VERSION, MissingVariable, expand_text, expand_value
+from supervisor.config.interpolate import ENGINE_VERSION, MissingVariable, expand_text, expand_value
 
 
 def text(source: str, **env: str) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config import (
+from supervisor.config.loader import (
     ConfigError,
     ConfigProblem,
     check_config,
@@ -18,7 +18,7 @@ from supervisor.config import (
     load_config,
     load_supervisor_settings,
 )
-from supervisor.model import (
+from supervisor.config.model import (
     Backoff,
     Health,
     Limits,
@@ -750,7 +750,7 @@ def test_problem_rendering() -> None:
 
 
 def test_builtin_worker_lookup() -> None:
-    from supervisor.config import builtin_worker
+    from supervisor.config.loader import builtin_worker
 
     assert builtin_worker("http").name == "iii-http"  # type: ignore[union-attr]
     assert builtin_worker("iii-http#1").actor_module == "actors.http"  # type: ignore[union-attr]

@@ -16,7 +16,7 @@ from manifests import (
     load_manifest,
     parse_manifest,
 )
-from supervisor.model import Manifest
+from supervisor.config.model import Manifest
 
 VALID = """
 name: api

@@ -11,10 +11,10 @@ from typing import Any
 import attrs
 import trio
 
-from supervisor.logcapture import WorkerLog
-from supervisor.model import EngineConfig, SuperviseSpec, WorkerEntry, WorkerKind
-from supervisor.restart import ExitStatus
-from supervisor.spawn import SpawnError, SpawnRequest
+from supervisor.config.model import EngineConfig, SuperviseSpec, WorkerEntry, WorkerKind
+from supervisor.supervision.logcapture import WorkerLog
+from supervisor.supervision.restart import ExitStatus
+from supervisor.supervision.spawn import SpawnError, SpawnRequest
 
 
 @attrs.frozen

@@ -14,9 +14,9 @@ import pytest
 import trio
 import trio.testing
 
-from supervisor.children import ChildManager, ShuttingDown, UnknownWorker
-from supervisor.model import Backoff, Health, RestartMode
-from supervisor.states import WorkerState
+from supervisor.config.model import Backoff, Health, RestartMode
+from supervisor.supervision.children import ChildManager, ShuttingDown, UnknownWorker
+from supervisor.supervision.states import WorkerState
 from tests.unit.supervision.fakes import (
     Behaviour,
     FakeBus,
@@ -442,8 +442,8 @@ async def test_startup_complete_and_summary(
 async def test_memory_limit_kills_after_two_samples(
     autojump_clock: trio.testing.MockClock, harness_factory: object
 ) -> None:
-    from supervisor.model import Limits
-    from supervisor.procfs import GroupUsage
+    from supervisor.config.model import Limits
+    from supervisor.supervision.procfs import GroupUsage
 
     cfg = config(
         command_worker(

@@ -9,7 +9,8 @@ import trio
 import trio.lowlevel
 import trio.testing
 
-from supervisor.logcapture import (
+from supervisor.config.model import LogSettings
+from supervisor.supervision.logcapture import (
     MAX_LINE,
     LineSplitter,
     LogLine,
@@ -17,7 +18,6 @@ from supervisor.logcapture import (
     WorkerLog,
     strip_control,
 )
-from supervisor.model import LogSettings
 
 SAMPLE = "first line\nsecond, with é and 漢字\n\nfourth\r\nlast without newline".encode()
 
@@ -174,7 +174,7 @@ def test_logs_command_reads_older_lines_back_from_the_file(tmp_path: Path) -> No
 
 
 def test_json_log_lines_are_kept_as_records() -> None:
-    from supervisor.logcapture import _structured
+    from supervisor.supervision.logcapture import _structured
 
     assert _structured('{"event": "ready", "level": "warning", "n": 1}') == {
         "event": "ready",

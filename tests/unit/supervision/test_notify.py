@@ -11,7 +11,7 @@ import pytest
 import trio
 import trio.testing
 
-from supervisor.notify import Notifier, format_message, parse_address
+from supervisor.supervision.notify import Notifier, format_message, parse_address
 
 
 def test_parse_address() -> None:

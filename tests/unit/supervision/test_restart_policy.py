@@ -12,8 +12,8 @@ import signal
 import pytest
 import trio
 
-from supervisor.model import Backoff, RestartMode, SuperviseSpec
-from supervisor.restart import (
+from supervisor.config.model import Backoff, RestartMode, SuperviseSpec
+from supervisor.supervision.restart import (
     End,
     ExitStatus,
     RestartPolicy,
@@ -21,7 +21,7 @@ from supervisor.restart import (
     backoff_bounds,
     backoff_delay,
 )
-from supervisor.states import EndCause, ErrorCode
+from supervisor.supervision.states import EndCause, ErrorCode
 
 NO_JITTER = Backoff(initial=0.5, max=30.0, multiplier=2.0, jitter=0.0, reset_after=60.0)
 

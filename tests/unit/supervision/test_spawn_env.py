@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from supervisor.childenv import build_env, flatten_config, resolve_command
-from supervisor.model import Manifest, SuperviseSpec, WorkerEntry, WorkerKind
+from supervisor.config.model import Manifest, SuperviseSpec, WorkerEntry, WorkerKind
+from supervisor.supervision.childenv import build_env, flatten_config, resolve_command
 
 
 def entry(command: object = None, **kw: object) -> WorkerEntry:

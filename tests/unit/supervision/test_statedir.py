@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.statedir import (
+from supervisor.supervision.statedir import (
     AlreadyRunning,
     StateDir,
     project_slug,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.states import (
+from supervisor.supervision.states import (
     SUPERVISORD_NAMES,
     TRANSITIONS,
     IllegalTransition,

@@ -19,20 +19,20 @@ import attrs
 import structlog
 import trio
 
-from supervisor.children import ChildManager
-from supervisor.logcapture import rfc3339
-from supervisor.model import EngineConfig
-from supervisor.notify import Notifier
-from supervisor.statedir import (
+from supervisor.config.model import EngineConfig
+from supervisor.status.protocol import ProtocolError
+from supervisor.status.server import SocketInUse, StatusServer
+from supervisor.supervision.children import ChildManager
+from supervisor.supervision.logcapture import rfc3339
+from supervisor.supervision.notify import Notifier
+from supervisor.supervision.statedir import (
     SUN_PATH_MAX,
     AlreadyRunning,
     StateDir,
     resolve_socket_path,
     resolve_state_dir,
 )
-from supervisor.states import WorkerState
-from supervisor.status.protocol import ProtocolError
-from supervisor.status.server import SocketInUse, StatusServer
+from supervisor.supervision.states import WorkerState
 
 __all__ = [
     "SupervisionOptions",
@@ -464,7 +464,7 @@ class SupervisorRuntime:
         }
 
     async def reload(self) -> dict[str, Any]:
-        from supervisor.config import ConfigError, load
+        from supervisor.config.loader import ConfigError, load
 
         assert self.manager is not None
         async with self._reload_lock:
@@ -494,7 +494,7 @@ class SupervisorRuntime:
                 self.notifier.ready(self.manager.summary())
 
     def check(self, path: str | None) -> dict[str, Any]:
-        from supervisor.config import check_config
+        from supervisor.config.loader import check_config
 
         target = Path(path) if path else self.config_path
         return check_config(target, env=self.environ).to_json()

@@ -26,7 +26,7 @@ import orjson
 import structlog
 import trio
 
-from supervisor.model import LogSettings
+from supervisor.config.model import LogSettings
 
 __all__ = [
     "MAX_LINE",

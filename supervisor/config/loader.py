@@ -24,10 +24,10 @@ from manifests.schema import (
     parse_manifest,
 )
 from manifests.yamlsource import YamlDoc, load_yaml
-from supervisor.builtin_configs import BLOCK_SCHEMAS, listener_config, validate_block
-from supervisor.durations import UnitError, parse_duration, parse_signal, parse_size
-from supervisor.interpolate import expand_text
-from supervisor.model import (
+from supervisor.config.blocks import BLOCK_SCHEMAS, listener_config, validate_block
+from supervisor.config.durations import UnitError, parse_duration, parse_signal, parse_size
+from supervisor.config.interpolate import expand_text
+from supervisor.config.model import (
     RESTART_ALIASES,
     Backoff,
     EngineConfig,
@@ -622,7 +622,9 @@ class _Loader:
         if path is None and Path("config.yaml").exists():
             path = Path("config.yaml")
         if path is None:
-            text = (resources.files("supervisor") / "data" / EMBEDDED_DEFAULT).read_text("utf-8")
+            text = (resources.files("supervisor.config") / "data" / EMBEDDED_DEFAULT).read_text(
+                "utf-8"
+            )
             src = self.read(None, f"{EMBEDDED_DEFAULT} (embedded)", text)
             base_dir = Path.cwd()
             source_path = None

@@ -21,9 +21,9 @@ import attrs
 import structlog
 import trio
 
-from supervisor.logcapture import WorkerLog
-from supervisor.restart import describe_exit
-from supervisor.spawn import Launcher, SpawnError, SpawnRequest
+from supervisor.supervision.logcapture import WorkerLog
+from supervisor.supervision.restart import describe_exit
+from supervisor.supervision.spawn import Launcher, SpawnError, SpawnRequest
 
 log = structlog.get_logger(__name__)
 

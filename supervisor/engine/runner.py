@@ -13,9 +13,9 @@ import attrs
 import structlog
 import trio
 
-from supervisor.bus import Bus
-from supervisor.listener import Listener
-from supervisor.model import EngineConfig
+from supervisor.config.model import EngineConfig
+from supervisor.engine.bus import Bus
+from supervisor.engine.listener import Listener
 
 log = structlog.get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """The child manager: one controller task per supervised worker, and the orders it takes.
 
-A ``WorkerController`` owns one worker's state machine (``supervisor.states``) and nothing
+A ``WorkerController`` owns one worker's state machine (``supervisor.supervision.states``) and nothing
 else touches it: operator commands, child exits, readiness, timers and health verdicts all
 arrive as messages on its inbox and are handled one at a time, in order. The controller
 spawns through a ``Launcher`` (the keeper in production, a fake in unit tests), asks
@@ -27,13 +27,18 @@ import attrs
 import structlog
 import trio
 
-from supervisor import procfs
-from supervisor.childenv import build_env, command_display, resolve_command, working_dir
-from supervisor.install import InstallOutcome, InstallRecords, install_digest, run_install
-from supervisor.logcapture import WorkerLog, rfc3339
-from supervisor.model import EngineConfig, WorkerEntry, WorkerKind
-from supervisor.notifyrecv import NotifyReceiver
-from supervisor.restart import (
+from supervisor.config.model import EngineConfig, WorkerEntry, WorkerKind
+from supervisor.supervision import procfs
+from supervisor.supervision.childenv import build_env, command_display, resolve_command, working_dir
+from supervisor.supervision.install import (
+    InstallOutcome,
+    InstallRecords,
+    install_digest,
+    run_install,
+)
+from supervisor.supervision.logcapture import WorkerLog, rfc3339
+from supervisor.supervision.notifyrecv import NotifyReceiver
+from supervisor.supervision.restart import (
     Decision,
     End,
     RestartPolicy,
@@ -41,9 +46,15 @@ from supervisor.restart import (
     describe_exit,
     signal_name,
 )
-from supervisor.spawn import ChildHandle, KeeperLauncher, Launcher, SpawnError, SpawnRequest
-from supervisor.statedir import StateDir
-from supervisor.states import (
+from supervisor.supervision.spawn import (
+    ChildHandle,
+    KeeperLauncher,
+    Launcher,
+    SpawnError,
+    SpawnRequest,
+)
+from supervisor.supervision.statedir import StateDir
+from supervisor.supervision.states import (
     EndCause,
     ErrorCode,
     HealthStatus,
@@ -80,7 +91,7 @@ PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
 class BusLike(Protocol):
-    """What the child manager needs of ``supervisor.bus.Bus``."""
+    """What the child manager needs of ``supervisor.engine.bus.Bus``."""
 
     def add_observer(self, fn: Callable[[Any], None]) -> None: ...
 

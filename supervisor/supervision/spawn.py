@@ -25,9 +25,9 @@ import attrs
 import structlog
 import trio
 
-from supervisor import procfs
-from supervisor.logcapture import WorkerLog
-from supervisor.restart import ExitStatus
+from supervisor.supervision import procfs
+from supervisor.supervision.logcapture import WorkerLog
+from supervisor.supervision.restart import ExitStatus
 
 __all__ = [
     "KEEPER_PATH",

@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 import structlog
 import trio
 
-from supervisor.bus import DEFAULT, Binding, CallContext, InvocationFailed
+from supervisor.engine.bus import DEFAULT, Binding, CallContext, InvocationFailed
 from transport import messages as m
 
 if TYPE_CHECKING:
-    from supervisor.bus import Bus, FunctionRecord
+    from supervisor.engine.bus import Bus, FunctionRecord
 
 log = structlog.get_logger("iii.engine")
 worker_log = structlog.get_logger("iii.worker")

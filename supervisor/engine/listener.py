@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, urlsplit
 import structlog
 import trio
 
-from supervisor.bus import Bus
-from supervisor.channels import WRITER_CLOSE_GRACE, Channel
-from supervisor.model import ListenerConfig
+from supervisor.config.model import ListenerConfig
+from supervisor.engine.bus import Bus
+from supervisor.engine.channels import WRITER_CLOSE_GRACE, Channel
 from transport.carrier import CarrierClosed
 from transport.wsserver import MAX_FRAME, HandshakeFailed, WebSocketServerConnection
 

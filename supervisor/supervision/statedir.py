@@ -21,7 +21,7 @@ from typing import Any
 
 import structlog
 
-from supervisor import procfs
+from supervisor.supervision import procfs
 
 __all__ = [
     "AlreadyRunning",

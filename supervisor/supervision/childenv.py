@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from manifests import RESERVED_ENV  # the variables we set; a worker's env cannot
-from supervisor.model import WorkerEntry, WorkerKind
-from supervisor.notify import NOTIFY_ENV_VARS
+from supervisor.config.model import WorkerEntry, WorkerKind
+from supervisor.supervision.notify import NOTIFY_ENV_VARS
 
 __all__ = [
     "BASELINE_ENV",

@@ -21,7 +21,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn
 
 from manifests.problems import PathPart, did_you_mean, dotted, show_value
-from supervisor.model import ListenerConfig, RbacConfig
+from supervisor.config.model import ListenerConfig, RbacConfig
 
 Issue = tuple[tuple[PathPart, ...], str]
 

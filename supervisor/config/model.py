@@ -1,6 +1,6 @@
 """The validated configuration every part of the supervisor runs from.
 
-``supervisor.config`` builds these from ``config.yaml`` (+ manifests, + ``iii-supervisor.yaml``);
+``supervisor.config.loader`` builds these from ``config.yaml`` (+ manifests, + ``iii-supervisor.yaml``);
 the bus, the listeners and the child manager only ever see these frozen values. Durations are
 seconds (float), sizes are bytes (int).
 """

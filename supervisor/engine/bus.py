@@ -18,9 +18,9 @@ import attrs
 import structlog
 import trio
 
-from supervisor.channels import ChannelRegistry
-from supervisor.connection import Connection
-from supervisor.invocations import InvocationTable, Pending
+from supervisor.engine.channels import ChannelRegistry
+from supervisor.engine.connection import Connection
+from supervisor.engine.invocations import InvocationTable, Pending
 from transport import codec
 from transport import messages as m
 from transport.carrier import CLOSE_RECONNECT, TELEMETRY_PREFIXES, CarrierClosed, StreamCarrier
@@ -216,7 +216,7 @@ class Bus:
         self._ping_seq = 0
         self.started_at = time.time()
         self.channels = ChannelRegistry()
-        from supervisor import builtins  # registers engine::* on this bus
+        from supervisor.engine import builtins  # registers engine::* on this bus
 
         builtins.install(self)
 

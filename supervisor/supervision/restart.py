@@ -28,8 +28,8 @@ import signal
 
 import attrs
 
-from supervisor.model import Backoff, RestartMode, SuperviseSpec
-from supervisor.states import EndCause, ErrorCode
+from supervisor.config.model import Backoff, RestartMode, SuperviseSpec
+from supervisor.supervision.states import EndCause, ErrorCode
 
 __all__ = [
     "ExitStatus",

@@ -17,7 +17,7 @@ import attrs
 from transport.messages import ErrorBody
 
 if TYPE_CHECKING:
-    from supervisor.connection import Connection
+    from supervisor.engine.connection import Connection
 
 Outcome = Callable[[Any, ErrorBody | None], None]
 
