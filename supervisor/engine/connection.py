@@ -49,6 +49,8 @@ class Connection:
     metadata: dict[str, Any] = attrs.field(factory=dict)
     closing: bool = False
     draining: bool = False  # being stopped by the supervisor: no new calls
+    revision: int = 0  # bumped whenever this connection's registrations change
+    grace_until: float | None = None  # bus clock: pinned to default after this (§4.4)
     functions: set[tuple[str, str]] = attrs.field(factory=set)
     trigger_types: set[tuple[str, str]] = attrs.field(factory=set)
     triggers: set[str] = attrs.field(factory=set)

@@ -16,8 +16,8 @@ import structlog
 import trio
 
 from supervisor.config.model import ListenerConfig
-from supervisor.engine.bus import Bus
 from supervisor.engine.channels import WRITER_CLOSE_GRACE, Channel
+from supervisor.engine.edge import BusEdge
 from transport.carrier import CarrierClosed
 from transport.wsserver import MAX_FRAME, HandshakeFailed, WebSocketServerConnection
 
@@ -29,7 +29,7 @@ class BindError(OSError):
 
 
 class Listener:
-    def __init__(self, bus: Bus, config: ListenerConfig) -> None:
+    def __init__(self, bus: BusEdge, config: ListenerConfig) -> None:
         self.bus = bus
         self.config = config
         self.port: int | None = None
@@ -87,12 +87,12 @@ class Listener:
 
     async def _channel(self, ws: WebSocketServerConnection, channel_id: str, query: str) -> None:
         params = parse_qs(query)
-        direction = (params.get("dir") or [None])[0]
-        key = (params.get("key") or [None])[0]
+        direction = next(iter(params.get("dir") or ()), None)
+        key = next(iter(params.get("key") or ()), None)
         if direction not in ("read", "write"):
             await ws.reject(400, b"Invalid query: dir must be read or write")
             return
-        channel = self.bus.channels.lookup(channel_id, key)
+        channel = self.bus.bus.channels.lookup(channel_id, key)
         if channel is None:
             await ws.reject(404, b"Channel not found")
             return
@@ -109,7 +109,7 @@ class Listener:
             channel.reader_taken = True
             await _pump_reader(ws, channel)
             channel.reader_done = True
-        self.bus.channels.finish(channel)
+        self.bus.bus.channels.finish(channel)
 
 
 async def _drain(ws: WebSocketServerConnection) -> None:

@@ -8,13 +8,16 @@ manager can hand local actor links to the same bus.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import attrs
 import structlog
 import trio
 
 from supervisor.config.model import EngineConfig
+from supervisor.engine import builtins
 from supervisor.engine.bus import Bus
+from supervisor.engine.edge import BusEdge
 from supervisor.engine.listener import Listener
 
 log = structlog.get_logger(__name__)
@@ -22,7 +25,7 @@ log = structlog.get_logger(__name__)
 
 @attrs.define(eq=False)
 class Engine:
-    bus: Bus
+    bus: BusEdge
     listeners: list[Listener]
     ports: list[int]
 
@@ -41,14 +44,22 @@ def namespace_grace_ms(cfg: EngineConfig) -> int:
 async def run_engine(
     cfg: EngineConfig, *, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    bus = Bus(namespace_grace_ms=namespace_grace_ms(cfg))
-    listeners = [Listener(bus, lc) for lc in cfg.listeners]
+    bus = build_bus(namespace_grace_ms=namespace_grace_ms(cfg), clock=trio.current_time)
+    edge = BusEdge(bus)
+    listeners = [Listener(edge, lc) for lc in cfg.listeners]
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(bus.run)
+            await nursery.start(edge.run)
             ports = [await nursery.start(lst.run) for lst in listeners]
-            task_status.started(Engine(bus=bus, listeners=listeners, ports=ports))
+            task_status.started(Engine(bus=edge, listeners=listeners, ports=ports))
             await trio.sleep_forever()
     finally:
         with trio.CancelScope(shield=True):
-            await bus.shutdown()
+            await edge.shutdown()
+
+
+def build_bus(**options: Any) -> Bus:
+    """A bus with the engine's built-in functions and event trigger types installed."""
+    bus = Bus(**options)
+    builtins.install(bus)
+    return bus

@@ -9,6 +9,7 @@ import pytest
 
 from supervisor.engine.bus import Bus
 from supervisor.engine.connection import Connection
+from supervisor.engine.runner import build_bus
 from transport import messages as m
 
 
@@ -30,7 +31,8 @@ class Worker:
     def __init__(self, bus: Bus, name: str | None = None, namespace: str | None = None):
         self.bus = bus
         self.conn = Connection(kind="test")
-        bus.connections[self.conn.worker_id] = self.conn
+        bus.attach(self.conn)
+        self.outbox()  # the workerregistered greeting
         if name is not None or namespace is not None:
             self.announce(name, namespace)
 
@@ -73,7 +75,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def bus(clock: Clock) -> Bus:
-    return Bus(clock=clock, invocation_deadline=60.0)
+    return build_bus(clock=clock, invocation_deadline=60.0)
 
 
 def test_call_is_routed_to_the_owner_and_the_result_relayed(bus: Bus) -> None:
@@ -89,7 +91,7 @@ def test_call_is_routed_to_the_owner_and_the_result_relayed(bus: Bus) -> None:
     a.send(m.InvocationResult(invocation_id=inv, function_id="math::add", result={"sum": 3}))
     (result,) = b.of(m.InvocationResult)
     assert (result.invocation_id, result.result, result.error) == (inv, {"sum": 3}, None)
-    assert bus.table.stats[("default", "math::add")].calls == 1
+    assert bus.metrics.stats[("default", "math::add")].calls == 1
 
 
 def test_non_object_payloads_are_passed_unchanged(bus: Bus) -> None:
@@ -146,7 +148,7 @@ def test_handler_error_reaches_the_caller(bus: Bus) -> None:
     )
     err = b.of(m.InvocationResult)[0].error
     assert (err.code, err.message, err.stacktrace) == ("invocation_failed", "boom", "tb")
-    assert bus.table.stats[("default", "f")].errors == 1
+    assert bus.metrics.stats[("default", "f")].errors == 1
 
 
 def test_void_call_reaches_the_handler_and_sends_nothing_back(bus: Bus) -> None:
@@ -206,10 +208,7 @@ def test_engine_deadline_fails_a_call_nobody_answers(bus: Bus, clock: Clock) -> 
     a.register("f")
     b.call("f", {})
     clock.now += 61
-    for inv_id in bus.table.expired():
-        pending = bus.table.get(inv_id)
-        assert pending is not None
-        bus._finish(pending, None, m.ErrorBody("invocation_timeout", "late"))
+    assert bus.expire(clock.now) == 1
     assert b.of(m.InvocationResult)[0].error.code == "invocation_timeout"
 
 
@@ -295,10 +294,11 @@ def test_rejected_worker_applies_nothing(bus: Bus) -> None:
     assert ("default", "g") not in bus.functions
 
 
-def test_grace_pins_to_default(bus: Bus) -> None:
+def test_grace_pins_to_default(bus: Bus, clock: Clock) -> None:
     a = Worker(bus)
     a.register("f")
-    bus._pin(a.conn, "default")
+    clock.now += bus.namespace_grace
+    assert bus.pin_overdue(clock.now) == 1
     assert ("default", "f") in bus.functions
 
 
@@ -531,7 +531,9 @@ def test_workers_available_event_fires_to_bindings(bus: Bus) -> None:
 
 def test_observers_see_registration_and_departure(bus: Bus) -> None:
     seen: list[tuple[str, str | None]] = []
-    bus.add_observer(lambda ev: seen.append((ev.kind, ev.worker.name)))
+    # attach() also reports "connected" (the old fixture bypassed it); this test is about
+    # what follows.
+    bus.add_observer(lambda ev: ev.kind != "connected" and seen.append((ev.kind, ev.worker.name)))
     a = Worker(bus, "a")
     a.leave()
     assert seen == [("registered", "a"), ("disconnected", "a")]
@@ -555,6 +557,7 @@ def test_registration_changes_are_observed(bus: Bus) -> None:
     bus.add_observer(lambda ev: seen.append((ev.kind, ev.worker.function_ids)))
     a = Worker(bus, "a")
     a.register("f")
+    bus.flush_changes()  # "changed" events are coalesced until the edge flushes them
     assert seen[-1] == ("changed", ("f",))
 
 
