@@ -1,4 +1,6 @@
-"""``iii-supervisor up``: the engine (bus + listeners), then the supervision runtime.
+"""``iii-supervisor up``: the composition root, where the engine (bus + listeners), the
+supervision runtime and the status socket are built and wired together — the only module
+that imports both ``supervisor.engine`` and ``supervisor.supervision``.
 
 Order matters: the state-directory lock and the status socket come first (a second
 instance must fail with exit 1 naming the first, not with a port clash), then the engine
@@ -18,6 +20,7 @@ import trio
 from supervisor.config.model import EngineConfig
 from supervisor.engine.listener import BindError
 from supervisor.engine.runner import Engine, run_engine
+from supervisor.status.server import SocketInUse, StatusServer
 from supervisor.supervision.runtime import (
     EXIT_CANTCREAT,
     EXIT_CRITICAL,
@@ -25,7 +28,6 @@ from supervisor.supervision.runtime import (
     EXIT_INTERNAL,
     EXIT_OK,
     AlreadyRunning,
-    SocketInUse,
     SupervisionOptions,
     SupervisorRuntime,
 )
@@ -46,8 +48,18 @@ __all__ = [
 ]
 
 
+def status_server(runtime: SupervisorRuntime) -> StatusServer:
+    """The status socket at the runtime's path, answering for that runtime."""
+    return StatusServer(
+        runtime.socket_path,
+        runtime,
+        group=runtime.options.socket_group,
+        group_control=runtime.options.socket_group_control,
+    )
+
+
 async def run_up(cfg: EngineConfig, options: SupervisionOptions | None = None) -> int:
-    runtime = SupervisorRuntime(cfg, options)
+    runtime = SupervisorRuntime(cfg, options, control_socket=status_server)
     # Signals are ours from the very start, so a SIGTERM during start-up is an orderly stop.
     with trio.open_signal_receiver(
         signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1
@@ -71,8 +83,10 @@ async def run_up(cfg: EngineConfig, options: SupervisionOptions | None = None) -
                 nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_DEADLINE
                 nursery.cancel_scope.cancel()
         except* BindError as group:
-            for exc in group.exceptions:
-                log.error(str(exc), hint="another process holds the port; stop it or change `port`")
+            for error in group.exceptions:
+                log.error(
+                    str(error), hint="another process holds the port; stop it or change `port`"
+                )
             exit_code = EXIT_CANTCREAT
         finally:
             runtime.close()

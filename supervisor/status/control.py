@@ -1,4 +1,8 @@
-"""What a status command may ask of the running supervisor, and the context it runs in."""
+"""What a status command may ask of the running supervisor, and the context it runs in.
+
+``Control`` is implemented by ``supervisor.supervision.runtime.SupervisorRuntime`` (and by
+the unit tests' fakes); the commands see nothing else of the supervisor.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,14 @@ __all__ = ["Control", "Peer", "CommandContext", "names_arg", "bool_arg", "int_ar
 
 
 class Control(Protocol):
-    """Implemented by ``supervisor.supervision.runtime.SupervisorRuntime`` (and by test fakes)."""
+    """What the commands use of the running supervisor. ``reload`` raises
+    ``ConfigRejected`` when the new configuration is invalid."""
 
-    manager: ChildManager
     version: str
     pid: int
+
+    @property
+    def manager(self) -> ChildManager: ...
 
     @property
     def shutting_down(self) -> bool: ...
@@ -51,6 +58,7 @@ class CommandContext:
     request: Request
     peer: Peer
     send: Callable[[dict[str, Any]], Awaitable[None]]  # streaming replies: event lines
+    commands: tuple[str, ...] = ()  # every command the server answers (for ``hello``)
 
     @property
     def args(self) -> dict[str, Any]:

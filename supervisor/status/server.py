@@ -251,7 +251,7 @@ class StatusServer:
         async def send(obj: dict[str, Any]) -> None:
             await self._send(stream, obj)
 
-        ctx = CommandContext(self.control, request, peer, send)
+        ctx = CommandContext(self.control, request, peer, send, tuple(COMMANDS))
         client_gone = False
         try:
             if streaming:

@@ -84,7 +84,7 @@ class LineSplitter:
         self.max_line = max_line
         self._buf = bytearray()
 
-    def feed(self, data: bytes) -> list[LogLine]:
+    def feed(self, data: bytes | bytearray) -> list[LogLine]:
         self._buf += data
         buf = self._buf
         out: list[LogLine] = []

@@ -1,9 +1,10 @@
-"""The supervision half of ``up``: child manager, status socket, signals and sd_notify.
+"""The supervision half of ``up``: child manager, control socket, signals and sd_notify.
 
 ``app.run_up`` starts the engine (bus and listeners) and hands its bus to
 ``SupervisorRuntime.run``, which owns everything else until the process exits. ``prepare``
 runs first, before any port is bound: state directory, single-instance lock, startup orphan
-sweep and the status socket (SUPERVISOR.md §3.1, §9.4, §10.3, §13.1, §15).
+sweep and the control socket (SUPERVISOR.md §3.1, §9.4, §10.3, §13.1, §15). The control
+socket is whatever ``app.py`` builds for it (the status server); this room only runs it.
 """
 
 from __future__ import annotations
@@ -13,15 +14,15 @@ import signal
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 import structlog
 import trio
 
+from supervisor.config.durations import UnitError, parse_duration
 from supervisor.config.model import EngineConfig
-from supervisor.status.protocol import ProtocolError
-from supervisor.status.server import SocketInUse, StatusServer
+from supervisor.supervision.buslike import BusLike
 from supervisor.supervision.children import ChildManager
 from supervisor.supervision.logcapture import rfc3339
 from supervisor.supervision.notify import Notifier
@@ -37,8 +38,9 @@ from supervisor.supervision.states import WorkerState
 __all__ = [
     "SupervisionOptions",
     "SupervisorRuntime",
+    "ControlSocket",
+    "ConfigRejected",
     "AlreadyRunning",
-    "SocketInUse",
     "EXIT_OK",
     "EXIT_FORCED",
     "EXIT_CRITICAL",
@@ -55,6 +57,34 @@ EXIT_INTERNAL = 70
 EXIT_CANTCREAT = 73
 FORCE_GRACE = 2.0  # after a second signal everything is SIGKILLed; this bounds the rest
 NOTIFY_EVERY = 5.0
+
+
+class ControlSocket(Protocol):
+    """The operators' socket, as the runtime drives it: bound in ``prepare`` (so a second
+    instance fails before binding a port), served as a system task, closed last."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    def bind(self) -> None: ...
+
+    async def serve(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class ConfigRejected(Exception):
+    """A reload whose new configuration is invalid; nothing was changed."""
+
+    def __init__(self, problems: Sequence[str]) -> None:
+        self.problems = list(problems)
+        self.message = (
+            f"the new configuration is invalid ({len(self.problems)} problem(s)); nothing "
+            "was changed:\n" + "\n".join(self.problems)
+        )
+        super().__init__(self.message)
 
 
 def _version() -> str:
@@ -141,12 +171,18 @@ def _truthy(value: Any) -> bool:
 
 
 def _seconds(value: Any) -> float:
+    """A number of seconds, or a duration with a unit (``30s``, ``500ms``, ``1m30s``)."""
     if isinstance(value, int | float):
         return float(value)
-    from supervisor.status.protocol import parse_duration
-
-    parsed = parse_duration(str(value))
-    return float(parsed) if parsed is not None else 0.0
+    text = str(value).strip()
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return parse_duration(text)
+    except UnitError as exc:
+        raise ValueError(f"{text!r}: {exc}") from None
 
 
 class SupervisorRuntime:
@@ -156,6 +192,7 @@ class SupervisorRuntime:
         options: SupervisionOptions | None = None,
         *,
         environ: Mapping[str, str] | None = None,
+        control_socket: Callable[[SupervisorRuntime], ControlSocket] | None = None,
     ) -> None:
         self.cfg = cfg
         self.options = options or SupervisionOptions(config_path=cfg.source)
@@ -172,17 +209,11 @@ class SupervisorRuntime:
             self.options.socket, self.state_dir.path, self.config_path, self.environ
         )
         self.notifier = Notifier.from_env(self.environ)
-        self.server = StatusServer(
-            self.socket_path,
-            self,
-            group=self.options.socket_group,
-            group_control=self.options.socket_group_control,
-        )
-        self.manager: ChildManager | None = None  # set by run()
+        self.control_socket = control_socket(self) if control_socket is not None else None
+        self._manager: ChildManager | None = None  # set by run()
         self.exit_code = EXIT_OK
         self.phase = "starting"  # starting | running | reloading | stopping
         self.ports: list[int] = []
-        self._bus: Any = None
         self._shutdown = trio.Event()
         self._changed = trio.Event()
         self._shutdown_scope: trio.CancelScope | None = None
@@ -204,7 +235,8 @@ class SupervisorRuntime:
         self.state_dir.lock()
         try:
             swept = self.state_dir.sweep_orphans(grace=2.0)
-            self.server.bind()
+            if self.control_socket is not None:
+                self.control_socket.bind()
         except BaseException:
             self.state_dir.unlock()
             raise
@@ -221,9 +253,10 @@ class SupervisorRuntime:
         """Remove the socket, record a clean shutdown, release the lock."""
         if not self._prepared:
             return
-        self.server.close()
-        if self.manager is not None:
-            self.manager.write_final_state()
+        if self.control_socket is not None:
+            self.control_socket.close()
+        if self._manager is not None:
+            self._manager.write_final_state()
         self.state_dir.unlock()
         self.notifier.close()
         self._prepared = False
@@ -232,7 +265,7 @@ class SupervisorRuntime:
 
     async def run(
         self,
-        bus: Any,
+        bus: BusLike,
         signals: AsyncIterator[int] | None = None,
         *,
         ports: Sequence[int] = (),
@@ -240,10 +273,9 @@ class SupervisorRuntime:
         """Supervise until shutdown; returns the process exit code (Appendix B)."""
         if not self._prepared:
             self.prepare()
-        self._bus = bus
         self.ports = list(ports)
         engine_port = self.ports[0] if self.ports else self.cfg.engine_port
-        self.manager = ChildManager(
+        self._manager = ChildManager(
             self.cfg,
             bus,
             state_dir=self.state_dir,
@@ -257,10 +289,11 @@ class SupervisorRuntime:
             sweep_grace=self.options.sweep_grace,
             no_install=self.options.no_install,
         )
-        manager = self.manager
+        manager = self._manager
         async with trio.open_nursery() as nursery:
             await nursery.start(self._system, "child manager", manager.run)
-            await nursery.start(self._system, "status server", self.server.serve)
+            if self.control_socket is not None:
+                await nursery.start(self._system, "status server", self.control_socket.serve)
             if signals is not None:
                 nursery.start_soon(self._system, "signal handler", self._signal_loop, signals)
             nursery.start_soon(self._notify_loop)
@@ -277,7 +310,7 @@ class SupervisorRuntime:
         return self.exit_code
 
     async def _stop_everything(self, nursery: trio.Nursery) -> None:
-        assert self.manager is not None
+        assert self._manager is not None
         self.phase = "stopping"
         self.notifier.stopping()
         within = self._shutdown_within or self.options.shutdown_timeout
@@ -286,11 +319,11 @@ class SupervisorRuntime:
         log.info("supervisor.stopping", timeout_s=within)
         with trio.CancelScope() as scope:
             self._shutdown_scope = scope
-            if self.manager.forced:
+            if self._manager.forced:
                 scope.deadline = trio.current_time() + FORCE_GRACE
-            await self.manager.shutdown(within=within)
+            await self._manager.shutdown(within=within)
         if scope.cancelled_caught:
-            self.manager.force_kill_all()
+            self._manager.force_kill_all()
 
     async def _extend_stop_timeout(self, deadline: float) -> None:
         while True:
@@ -317,7 +350,7 @@ class SupervisorRuntime:
             self._shutdown.set()
 
     def request_shutdown(self, within: float | None = None) -> list[str]:
-        names = sorted(self.manager.controllers) if self.manager else []
+        names = sorted(self._manager.controllers) if self._manager else []
         if not self._shutdown.is_set():
             self._shutdown_within = within
             self._shutdown.set()
@@ -326,8 +359,8 @@ class SupervisorRuntime:
     def force(self) -> None:
         log.warning("supervisor.forced", hint="second signal: SIGKILL to every worker group")
         self.exit_code = EXIT_FORCED
-        if self.manager is not None:
-            self.manager.force()
+        if self._manager is not None:
+            self._manager.force()
         if self._shutdown_scope is not None:
             self._shutdown_scope.deadline = min(
                 self._shutdown_scope.deadline, trio.current_time() + FORCE_GRACE
@@ -348,12 +381,16 @@ class SupervisorRuntime:
                 try:
                     diff = await self.reload()
                     log.info("supervisor.reloaded", **diff)
-                except ProtocolError as exc:
-                    log.error("supervisor.reload_failed", error=exc.message, details=exc.details)
+                except ConfigRejected as exc:
+                    log.error(
+                        "supervisor.reload_failed",
+                        error=exc.message,
+                        details={"errors": exc.problems},
+                    )
             elif signum == signal.SIGUSR1:
                 log.info("supervisor.signal", signal=name, action="reopen logs")
-                if self.manager is not None:
-                    self.manager.reopen_logs()
+                if self._manager is not None:
+                    self._manager.reopen_logs()
 
     def _on_critical(self, name: str) -> None:
         if self.exit_code == EXIT_OK:
@@ -368,9 +405,10 @@ class SupervisorRuntime:
     def _healthy(self) -> bool:
         """The watchdog's self-check (§15.1): the status server runs, no shutdown is stuck
         before it began, and no worker controller is wedged in one step."""
-        if not self.server.alive or (self._shutdown.is_set() and self.phase != "stopping"):
+        socket_down = self.control_socket is not None and not self.control_socket.alive
+        if socket_down or (self._shutdown.is_set() and self.phase != "stopping"):
             return False
-        wedged = self.manager.wedged_controllers() if self.manager is not None else []
+        wedged = self._manager.wedged_controllers() if self._manager is not None else []
         if wedged:
             log.error("supervisor.controllers_wedged", workers=wedged)
             return False
@@ -379,7 +417,7 @@ class SupervisorRuntime:
     async def _notify_loop(self) -> None:
         """READY=1 once every autostart worker is ready or at rest (bounded by the longest
         start_timeout), STATUS= on changes (at most once a second)."""
-        manager = self.manager
+        manager = self._manager
         assert manager is not None
         budget = max(
             (c.spec.start_timeout for c in manager.controllers.values() if c.desired == "running"),
@@ -411,6 +449,14 @@ class SupervisorRuntime:
     # -- Control (status socket) --------------------------------------------------------------
 
     @property
+    def manager(self) -> ChildManager:
+        """The child manager; it exists once ``run`` has begun, and the control socket is
+        only served from then on."""
+        if self._manager is None:
+            raise RuntimeError("the supervisor is not running yet")
+        return self._manager
+
+    @property
     def shutting_down(self) -> bool:
         return self._shutdown.is_set()
 
@@ -422,7 +468,7 @@ class SupervisorRuntime:
             return "stopping"
         if self.phase in ("starting", "reloading"):
             return self.phase
-        manager = self.manager
+        manager = self._manager
         if manager is not None and any(
             c.state is WorkerState.FAILED and manager.autostarts(c.entry)
             for c in manager.controllers.values()
@@ -433,10 +479,10 @@ class SupervisorRuntime:
     def status_document(
         self, names: Sequence[str] | None, *, remote_rows: bool = False
     ) -> dict[str, Any]:
-        assert self.manager is not None
-        workers = self.manager.snapshot(names)
-        views = self.manager.bus_views()
-        ours = {wid for c in self.manager.controllers.values() if c.run for wid in c.run.conn_ids}
+        assert self._manager is not None
+        workers = self._manager.snapshot(names)
+        views = self._manager.bus_views()
+        ours = {wid for c in self._manager.controllers.values() if c.run for wid in c.run.conn_ids}
         remote = [v for v in views if v.worker_id not in ours and v.label is None]
         return {
             "supervisor": {
@@ -456,8 +502,8 @@ class SupervisorRuntime:
                     "connections": len(views),
                     "remote_workers": len(remote),
                 },
-                "counts": self.manager.counts(),
-                "summary": self.manager.summary(),
+                "counts": self._manager.counts(),
+                "summary": self._manager.summary(),
             },
             "workers": workers,
             **({"remote": [remote_row(v) for v in remote]} if remote_rows else {}),
@@ -466,7 +512,7 @@ class SupervisorRuntime:
     async def reload(self) -> dict[str, Any]:
         from supervisor.config.loader import ConfigError, load
 
-        assert self.manager is not None
+        assert self._manager is not None
         async with self._reload_lock:
             previous = self.phase
             self.phase = "reloading"
@@ -477,21 +523,15 @@ class SupervisorRuntime:
                         lambda: load(self.config_path, env=self.environ)
                     )
                 except ConfigError as exc:
-                    problems = [str(p) for p in exc.problems]
-                    raise ProtocolError(
-                        "CONFIG_INVALID",
-                        f"the new configuration is invalid ({len(problems)} problem(s)); nothing "
-                        "was changed:\n" + "\n".join(problems),
-                        details={"errors": problems},
-                    ) from None
-                diff = await self.manager.apply(loaded.engine)
+                    raise ConfigRejected([str(p) for p in exc.problems]) from None
+                diff = await self._manager.apply(loaded.engine)
                 self.cfg = loaded.engine
                 return diff
             finally:
                 self.phase = "running" if previous == "reloading" else previous
                 if self.phase == "starting":
-                    self.phase = "running" if self.manager.startup_complete() else "starting"
-                self.notifier.ready(self.manager.summary())
+                    self.phase = "running" if self._manager.startup_complete() else "starting"
+                self.notifier.ready(self._manager.summary())
 
     def check(self, path: str | None) -> dict[str, Any]:
         from supervisor.config.loader import check_config

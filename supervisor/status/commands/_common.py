@@ -8,7 +8,9 @@ from typing import Any
 import trio
 
 from supervisor.status.protocol import ProtocolError
-from supervisor.supervision.children import CommandResult, ShuttingDown, UnknownWorker
+from supervisor.supervision.children import ShuttingDown, UnknownWorker
+from supervisor.supervision.messages import CommandResult
+from supervisor.supervision.runtime import ConfigRejected
 
 STREAMED = object()  # returned by streaming commands: the server then sends {"done": true}
 
@@ -21,6 +23,10 @@ async def guarded(call: Callable[[], Awaitable[Any]]) -> Any:
         raise ProtocolError("UNKNOWN_WORKER", str(exc)) from None
     except ShuttingDown as exc:
         raise ProtocolError("SHUTTING_DOWN", str(exc)) from None
+    except ConfigRejected as exc:
+        raise ProtocolError(
+            "CONFIG_INVALID", exc.message, details={"errors": exc.problems}
+        ) from None
     except trio.TooSlowError:
         raise ProtocolError(
             "TIMEOUT",

@@ -21,11 +21,9 @@ MUTATING = False
 
 
 async def execute(ctx: CommandContext) -> Any:
-    from supervisor.status.commands import COMMANDS
-
     return {
         "protocol": PROTOCOL_VERSION,
         "version": ctx.control.version,
         "pid": ctx.control.pid,
-        "commands": sorted(COMMANDS),
+        "commands": sorted(ctx.commands),
     }

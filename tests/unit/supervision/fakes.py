@@ -12,6 +12,7 @@ import attrs
 import trio
 
 from supervisor.config.model import EngineConfig, SuperviseSpec, WorkerEntry, WorkerKind
+from supervisor.supervision.buslike import BusEventLike
 from supervisor.supervision.logcapture import WorkerLog
 from supervisor.supervision.restart import ExitStatus
 from supervisor.supervision.spawn import SpawnError, SpawnRequest
@@ -31,27 +32,55 @@ class WorkerView:
     connected_at: float = 0.0
     registered: bool = True
     active_invocations: int = 0
+    peer: str | None = None
+    draining: bool = False
+    revision: int = 0
+
+
+@attrs.frozen
+class BusEvent:
+    kind: str
+    worker: WorkerView
 
 
 class FakeBus:
+    """The whole ``BusLike`` protocol over a list of views. Like the engine it bumps a
+    connection's ``revision`` when its registrations change, and reports a draining
+    connection "drained" once it has no call in flight (at once if it has none)."""
+
     def __init__(self) -> None:
         self.views: list[WorkerView] = []
-        self.observers: list[Callable[[Any], None]] = []
+        self.observers: list[Callable[[BusEventLike], None]] = []
         self.ping_ok: Callable[[str], bool] = lambda wid: True
         self.in_flight: dict[str, int] = {}
+        self.draining: set[str] = set()
         self.closed: list[str] = []
         self.pings = 0
+        self.reads = 0  # calls of workers(): a polling reader shows up here
 
-    def add_observer(self, fn: Callable[[Any], None]) -> None:
+    def add_observer(self, fn: Callable[[BusEventLike], None]) -> None:
         self.observers.append(fn)
 
+    def emit(self, kind: str, view: WorkerView) -> None:
+        for fn in self.observers:
+            fn(BusEvent(kind, view))
+
     def workers(self) -> list[WorkerView]:
+        self.reads += 1
         return list(self.views)
 
-    def announce(self, view: WorkerView) -> None:
+    def announce(self, view: WorkerView) -> WorkerView:
+        """A connection registers (kind "registered"), or changes what it registered
+        ("changed", with the revision bumped past the one it had)."""
+        old = next((v for v in self.views if v.worker_id == view.worker_id), None)
+        if old is not None:
+            view = attrs.evolve(view, revision=max(view.revision, old.revision + 1))
         self.views = [v for v in self.views if v.worker_id != view.worker_id] + [view]
-        for fn in self.observers:
-            fn(("registered", view))
+        self.emit("registered" if old is None else "changed", view)
+        return view
+
+    def view(self, worker_id: str) -> WorkerView | None:
+        return next((v for v in self.views if v.worker_id == worker_id), None)
 
     async def ping(self, worker_id: str, timeout: float) -> bool:  # noqa: ASYNC109
         self.pings += 1
@@ -64,9 +93,27 @@ class FakeBus:
     def in_flight_to(self, worker_id: str) -> int:
         return self.in_flight.get(worker_id, 0)
 
+    def set_draining(self, worker_id: str) -> None:
+        view = self.view(worker_id)
+        if view is None:
+            return
+        self.draining.add(worker_id)
+        if self.in_flight.get(worker_id, 0) == 0:
+            self.emit("drained", view)
+
+    def finish_call(self, worker_id: str) -> None:
+        """One call to ``worker_id`` completes."""
+        self.in_flight[worker_id] -= 1
+        view = self.view(worker_id)
+        if self.in_flight[worker_id] == 0 and worker_id in self.draining and view is not None:
+            self.emit("drained", view)
+
     def close_worker(self, worker_id: str) -> None:
         self.closed.append(worker_id)
+        gone = [v for v in self.views if v.worker_id == worker_id]
         self.views = [v for v in self.views if v.worker_id != worker_id]
+        for view in gone:
+            self.emit("disconnected", view)
 
     async def serve_local(self, stream: trio.abc.Stream, *, label: str) -> None:
         await trio.sleep_forever()
