@@ -138,11 +138,13 @@ class FakeChild:
     def __init__(self, request: SpawnRequest, behaviour: Behaviour) -> None:
         self.request = request
         self.behaviour = behaviour
-        self.keeper_pid = next(self._pids)
-        self.pgid = self.keeper_pid
-        self.pid = self.keeper_pid + 1
-        self.keeper_start_time = 1
-        self.worker_start_time = 2
+        keeper_pid = next(self._pids)
+        # Typed as ``ChildHandle`` declares them: a real child may not know them yet.
+        self.keeper_pid: int | None = keeper_pid
+        self.pgid: int | None = keeper_pid
+        self.pid: int | None = keeper_pid + 1
+        self.keeper_start_time: int | None = 1
+        self.worker_start_time: int | None = 2
         self.spawned_at = time.time()
         self.ended = trio.Event()
         self.status: ExitStatus | None = None

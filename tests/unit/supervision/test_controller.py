@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import random
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Protocol
 
 import pytest
 import trio
 import trio.testing
 
-from supervisor.config.model import Backoff, Health, RestartMode
+from supervisor.config.model import Backoff, EngineConfig, Health, RestartMode
 from supervisor.supervision.children import ChildManager, ShuttingDown, UnknownWorker
 from supervisor.supervision.states import WorkerState
 from tests.unit.supervision.fakes import (
@@ -45,19 +46,30 @@ class Harness:
             await self.manager.get(name).wait_for(lambda w: w.state is state)
 
 
+class HarnessFactory(Protocol):
+    async def __call__(
+        self,
+        cfg: EngineConfig,
+        script: Callable[[str, int], Behaviour] | None = None,
+        **kw: Any,
+    ) -> Harness: ...
+
+
 @pytest.fixture
-async def harness_factory(nursery: trio.Nursery) -> AsyncIterator[object]:
-    async def make(cfg: object, script: object = None, **kw: object) -> Harness:
+async def harness_factory(nursery: trio.Nursery) -> AsyncIterator[HarnessFactory]:
+    async def make(
+        cfg: EngineConfig, script: Callable[[str, int], Behaviour] | None = None, **kw: Any
+    ) -> Harness:
         bus = FakeBus()
-        launcher = FakeLauncher(script)  # type: ignore[arg-type]
+        launcher = FakeLauncher(script)
         holder: list[Harness] = []
         manager = ChildManager(
-            cfg,  # type: ignore[arg-type]
+            cfg,
             bus,
             launcher=launcher,
             rng=random.Random(3),
             on_critical=lambda name: holder[0].criticals.append(name),
-            **kw,  # type: ignore[arg-type]
+            **kw,
         )
         h = Harness(manager, launcher, bus)
         holder.append(h)
@@ -68,7 +80,7 @@ async def harness_factory(nursery: trio.Nursery) -> AsyncIterator[object]:
 
 
 async def test_crash_loop_backs_off_then_fails_others_keep_running(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(
         command_worker("crasher", backoff=FAST, max_restarts=3, restart_window=30.0),
@@ -80,7 +92,7 @@ async def test_crash_loop_backs_off_then_fails_others_keep_running(
             return Behaviour(exit_after=0.01, exit_code=1, output=("boom",))
         return Behaviour()
 
-    h = await harness_factory(cfg, script)  # type: ignore[operator]
+    h = await harness_factory(cfg, script)
     events: list[dict[str, object]] = []
     with h.manager.subscribe() as sub:
         await h.until("crasher", WorkerState.FAILED)
@@ -107,13 +119,13 @@ async def test_crash_loop_backs_off_then_fails_others_keep_running(
 
 
 async def test_jitter_spreads_simultaneous_restarts(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     jittery = Backoff(initial=1.0, max=30.0, multiplier=2.0, jitter=0.2)
     cfg = config(*(command_worker(f"w{i}", backoff=jittery) for i in range(5)))
     h = await harness_factory(
         cfg, lambda name, n: Behaviour(exit_after=0.5, exit_code=1) if n == 1 else Behaviour()
-    )  # type: ignore[operator]
+    )
     for i in range(5):
         await h.until(f"w{i}", WorkerState.READY)
     second_starts = sorted(h.launcher.of(f"w{i}")[1].started for i in range(5))
@@ -122,7 +134,7 @@ async def test_jitter_spreads_simultaneous_restarts(
 
 
 async def test_backoff_resets_after_reset_after_of_readiness(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(
         command_worker("w", backoff=Backoff(initial=1.0, max=30.0, jitter=0.0, reset_after=60.0))
@@ -132,7 +144,7 @@ async def test_backoff_resets_after_reset_after_of_readiness(
         # three quick crashes, then one that runs for 100 s (ready after 1 s), then crashes.
         return Behaviour(exit_after=100.0 if n == 4 else 0.1, exit_code=1)
 
-    h = await harness_factory(cfg, script)  # type: ignore[operator]
+    h = await harness_factory(cfg, script)
     await eventually(lambda: len(h.launcher.of("w")) >= 6, 400, 0.5)
     c = h.launcher.of("w")
     assert c[1].started - c[0].ended_at == pytest.approx(1.01)  # type: ignore[operator]
@@ -142,10 +154,10 @@ async def test_backoff_resets_after_reset_after_of_readiness(
 
 
 async def test_stop_during_backoff_cancels_the_restart(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("w", backoff=Backoff(initial=10.0, jitter=0.0)))
-    h = await harness_factory(cfg, lambda name, n: Behaviour(exit_after=0.1, exit_code=1))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(exit_after=0.1, exit_code=1))
     await h.until("w", WorkerState.BACKOFF)
     result = (await h.manager.stop(["w"]))[0]
     assert result.changed and result.state == "stopped"
@@ -155,12 +167,12 @@ async def test_stop_during_backoff_cancels_the_restart(
 
 
 async def test_start_during_backoff_skips_the_wait(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("w", backoff=Backoff(initial=10.0, jitter=0.0)))
     h = await harness_factory(
         cfg, lambda name, n: Behaviour(exit_after=0.1, exit_code=1) if n == 1 else Behaviour()
-    )  # type: ignore[operator]
+    )
     await h.until("w", WorkerState.BACKOFF)
     t0 = trio.current_time()
     await h.manager.start(["w"], within=30)
@@ -169,10 +181,10 @@ async def test_start_during_backoff_skips_the_wait(
 
 
 async def test_restart_one_worker_leaves_the_others(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("a"), command_worker("b"))
-    h = await harness_factory(cfg)  # type: ignore[operator]
+    h = await harness_factory(cfg)
     await h.until("a", WorkerState.READY)
     await h.until("b", WorkerState.READY)
     old_a, old_b = h.manager.get("a").pid, h.manager.get("b").pid
@@ -186,10 +198,10 @@ async def test_restart_one_worker_leaves_the_others(
 
 
 async def test_concurrent_restarts_cause_one_restart(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("a"))
-    h = await harness_factory(cfg)  # type: ignore[operator]
+    h = await harness_factory(cfg)
     await h.until("a", WorkerState.READY)
     async with trio.open_nursery() as n:
         n.start_soon(h.manager.restart, ["a"])
@@ -198,7 +210,7 @@ async def test_concurrent_restarts_cause_one_restart(
 
 
 async def test_127_before_ready_fails_without_restart(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("ghost"), command_worker("ok"))
 
@@ -207,7 +219,7 @@ async def test_127_before_ready_fails_without_restart(
             return Behaviour(exit_after=0.01, exit_code=127, output=("sh: 1: nope: not found",))
         return Behaviour()
 
-    h = await harness_factory(cfg, script)  # type: ignore[operator]
+    h = await harness_factory(cfg, script)
     await h.until("ghost", WorkerState.FAILED)
     await h.until("ok", WorkerState.READY)
     await trio.sleep(30)
@@ -219,10 +231,10 @@ async def test_127_before_ready_fails_without_restart(
 
 
 async def test_spawn_error_fails_then_start_recovers(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("ghost2"))
-    h = await harness_factory(cfg, lambda name, n: Behaviour(spawn_error=(n == 1)))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(spawn_error=(n == 1)))
     await h.until("ghost2", WorkerState.FAILED)
     w = h.manager.get("ghost2").snapshot()
     assert w["last_exit"]["cause"] == "spawn_error"
@@ -232,21 +244,21 @@ async def test_spawn_error_fails_then_start_recovers(
 
 
 async def test_on_failure_clean_exit_is_exited(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("once", restart=RestartMode.ON_FAILURE))
-    h = await harness_factory(cfg, lambda name, n: Behaviour(exit_after=0.01, exit_code=0))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(exit_after=0.01, exit_code=0))
     await h.until("once", WorkerState.EXITED)
     await trio.sleep(10)
     assert len(h.launcher.of("once")) == 1
 
 
 async def test_health_timeout_kills_and_restarts(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     health = Health(interval=0.2, timeout=1.0, kill_grace=0.5)
     cfg = config(command_worker("hang", health=health, backoff=FAST))
-    h = await harness_factory(cfg, lambda name, n: Behaviour(on_term="ignore"))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(on_term="ignore"))
     await h.until("hang", WorkerState.READY)
     first = h.launcher.of("hang")[0]
     # the fake bus attributes a connection to the child by its pid, and stops answering pings
@@ -277,10 +289,10 @@ async def test_health_timeout_kills_and_restarts(
 
 
 async def test_bus_readiness_waits_for_registration_and_settles(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("sdk", readiness="bus", ready_functions=("sdk::b",)))
-    h = await harness_factory(cfg)  # type: ignore[operator]
+    h = await harness_factory(cfg)
     await trio.sleep(5)
     assert h.state("sdk") is WorkerState.STARTING  # spawned, nothing registered
     child = h.launcher.of("sdk")[0]
@@ -299,12 +311,12 @@ async def test_bus_readiness_waits_for_registration_and_settles(
 
 
 async def test_start_timeout(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(
         command_worker("slow", readiness="bus", start_timeout=5.0, restart=RestartMode.NEVER)
     )
-    h = await harness_factory(cfg)  # type: ignore[operator]
+    h = await harness_factory(cfg)
     await h.until("slow", WorkerState.FAILED)
     w = h.manager.get("slow").snapshot()
     assert w["last_error"]["code"] == "START_TIMEOUT"
@@ -312,7 +324,7 @@ async def test_start_timeout(
 
 
 async def test_dependencies_gate_start_and_failure_propagates(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(
         command_worker("a", min_uptime=2.0),
@@ -325,7 +337,7 @@ async def test_dependencies_gate_start_and_failure_propagates(
             return Behaviour(exit_after=0.01, exit_code=127)
         return Behaviour()
 
-    h = await harness_factory(cfg, script)  # type: ignore[operator]
+    h = await harness_factory(cfg, script)
     await h.until("a", WorkerState.FAILED)
     await h.until("b", WorkerState.FAILED)
     assert h.launcher.of("b") == []  # never spawned before a was ready
@@ -337,7 +349,7 @@ async def test_dependencies_gate_start_and_failure_propagates(
 
 
 async def test_shutdown_stops_in_reverse_dependency_waves(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(
         command_worker("a"),
@@ -345,7 +357,7 @@ async def test_shutdown_stops_in_reverse_dependency_waves(
         command_worker("c", depends_on=("b",)),
         command_worker("d"),
     )
-    h = await harness_factory(cfg, lambda name, n: Behaviour(on_term="exit0"))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(on_term="exit0"))
     for n in "abcd":
         await h.until(n, WorkerState.READY)
     await h.manager.shutdown(within=30)
@@ -358,10 +370,10 @@ async def test_shutdown_stops_in_reverse_dependency_waves(
 
 
 async def test_shutdown_deadline_kills_stubborn_workers(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("stubborn", stop_timeout=100.0))
-    h = await harness_factory(cfg, lambda name, n: Behaviour(on_term="ignore"))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(on_term="ignore"))
     await h.until("stubborn", WorkerState.READY)
     t0 = trio.current_time()
     await h.manager.shutdown(within=3.0)
@@ -371,10 +383,10 @@ async def test_shutdown_deadline_kills_stubborn_workers(
 
 
 async def test_stop_timeout_escalates_to_sigkill(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("stubborn", stop_timeout=1.0))
-    h = await harness_factory(cfg, lambda name, n: Behaviour(on_term="ignore"))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(on_term="ignore"))
     await h.until("stubborn", WorkerState.READY)
     t0 = trio.current_time()
     await h.manager.stop(["stubborn"])
@@ -383,10 +395,10 @@ async def test_stop_timeout_escalates_to_sigkill(
 
 
 async def test_drain_waits_for_in_flight_calls(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("sdk", readiness="bus", drain_timeout=5.0))
-    h = await harness_factory(cfg)  # type: ignore[operator]
+    h = await harness_factory(cfg)
     child_pid = None
     await eventually(lambda: h.launcher.of("sdk"), 10, 0.01)
     child_pid = h.launcher.of("sdk")[0].pid
@@ -407,19 +419,19 @@ async def test_drain_waits_for_in_flight_calls(
 
 
 async def test_critical_worker_failure_escalates(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("core", critical=True, backoff=FAST, max_restarts=1))
-    h = await harness_factory(cfg, lambda name, n: Behaviour(exit_after=0.01, exit_code=1))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(exit_after=0.01, exit_code=1))
     await h.until("core", WorkerState.FAILED)
     assert h.criticals == ["core"]
 
 
 async def test_reset_failed_and_unknown_names(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("x", restart=RestartMode.NEVER))
-    h = await harness_factory(cfg, lambda name, n: Behaviour(exit_after=0.01, exit_code=1))  # type: ignore[operator]
+    h = await harness_factory(cfg, lambda name, n: Behaviour(exit_after=0.01, exit_code=1))
     await h.until("x", WorkerState.FAILED)
     result = await h.manager.reset_failed(["x"])
     assert result[0].changed and result[0].state == "stopped"
@@ -429,10 +441,10 @@ async def test_reset_failed_and_unknown_names(
 
 
 async def test_startup_complete_and_summary(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(command_worker("a", min_uptime=3.0), command_worker("off", autostart=False))
-    h = await harness_factory(cfg)  # type: ignore[operator]
+    h = await harness_factory(cfg)
     assert not h.manager.startup_complete()
     await h.until("a", WorkerState.READY)
     assert h.manager.startup_complete()
@@ -440,7 +452,7 @@ async def test_startup_complete_and_summary(
 
 
 async def test_memory_limit_kills_after_two_samples(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     from supervisor.config.model import Limits
     from supervisor.supervision.procfs import GroupUsage
@@ -453,7 +465,7 @@ async def test_memory_limit_kills_after_two_samples(
             backoff=FAST,
         )
     )
-    h = await harness_factory(cfg)  # type: ignore[operator]
+    h = await harness_factory(cfg)
     rss = {"value": 10 * 1024 * 1024}
 
     class Table:
@@ -477,7 +489,7 @@ async def test_memory_limit_kills_after_two_samples(
 
 
 async def test_lost_bus_link_past_reconnect_grace_is_unresponsive(
-    autojump_clock: trio.testing.MockClock, harness_factory: object
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory
 ) -> None:
     cfg = config(
         command_worker(
@@ -488,7 +500,7 @@ async def test_lost_bus_link_past_reconnect_grace_is_unresponsive(
             backoff=FAST,
         )
     )
-    h = await harness_factory(cfg)  # type: ignore[operator]
+    h = await harness_factory(cfg)
     await eventually(lambda: h.launcher.of("sdk"), 10, 0.01)
     pid = h.launcher.of("sdk")[0].pid
     h.bus.announce(WorkerView("c-1", name="sdk", pid=pid))
@@ -508,7 +520,7 @@ async def test_lost_bus_link_past_reconnect_grace_is_unresponsive(
 
 
 async def test_a_controller_stuck_past_its_step_budget_is_reported_wedged(
-    autojump_clock: trio.testing.MockClock, harness_factory: object, nursery: trio.Nursery
+    autojump_clock: trio.testing.MockClock, harness_factory: HarnessFactory, nursery: trio.Nursery
 ) -> None:
     """The watchdog's self-check: a stop whose SIGKILL never returns (a wedged keeper)
     makes ``wedged_controllers`` name that worker once its step budget is spent, and only
@@ -517,7 +529,7 @@ async def test_a_controller_stuck_past_its_step_budget_is_reported_wedged(
         command_worker("stuck", stop_timeout=1.0, drain_timeout=0.0),
         command_worker("fine"),
     )
-    h = await harness_factory(  # type: ignore[operator]
+    h = await harness_factory(
         cfg,
         lambda name, n: Behaviour(on_term="ignore", kill_hangs=name == "stuck"),
     )

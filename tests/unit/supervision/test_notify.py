@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def test_format_message_flattens_newlines() -> None:
 
 
 @pytest.fixture(params=["path", "abstract"])
-def receiver(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[socket.socket, str]:
+def receiver(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[socket.socket, str]]:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     if request.param == "path":
         value = str(tmp_path / "notify.sock")

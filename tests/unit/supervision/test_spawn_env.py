@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from supervisor.config.model import Manifest, SuperviseSpec, WorkerEntry, WorkerKind
 from supervisor.supervision.childenv import build_env, flatten_config, resolve_command
 
@@ -43,8 +45,10 @@ def test_env_layers_and_stripping() -> None:
         kind=WorkerKind.MANIFEST,
         config={"port": 8080},
         manifest=Manifest(
-            path=__file__, start="x", env={"FROM_MANIFEST": "1", "III_URL": "nope", "PORT": "1"}
-        ),  # type: ignore[arg-type]
+            path=Path(__file__),
+            start="x",
+            env={"FROM_MANIFEST": "1", "III_URL": "nope", "PORT": "1"},
+        ),
         supervise=SuperviseSpec(env={"OPERATOR": "yes"}),
     )
     base = {
