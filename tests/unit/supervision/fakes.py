@@ -90,9 +90,6 @@ class FakeBus:
         await trio.sleep(timeout)
         return False
 
-    def in_flight_to(self, worker_id: str) -> int:
-        return self.in_flight.get(worker_id, 0)
-
     def set_draining(self, worker_id: str) -> None:
         view = self.view(worker_id)
         if view is None:
