@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Final
 
-from storage.kv import StorageUnavailableError
+from storage.errors import StorageUnavailableError
 
 __all__ = ["StoreFiles", "acquire_lock", "encode_name", "fsync_dir", "write_all"]
 

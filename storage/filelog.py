@@ -36,7 +36,7 @@ import trio
 
 from storage._util import owned_nursery
 from storage.fileio import StoreFiles, acquire_lock, encode_name, fsync_dir, write_all
-from storage.kv import StorageError, StorageUnavailableError
+from storage.errors import StorageError, StorageUnavailableError
 from storage.memory import MemoryKV
 from storage.records import (
     LOG_MAGIC,

@@ -11,13 +11,8 @@ from typing import Any
 
 import trio
 
-from storage.kv import (
-    SetResult,
-    StorageClosedError,
-    UpdateResult,
-    decode_value,
-    encode_value,
-)
+from storage.errors import StorageClosedError
+from storage.kv import SetResult, UpdateResult, decode_value, encode_value
 from storage.update_ops import apply_ops, parse_ops
 
 __all__ = ["MemoryKV"]

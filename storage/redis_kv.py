@@ -27,15 +27,8 @@ import redis.exceptions
 import structlog
 import trio
 
-from storage.kv import (
-    SetResult,
-    StorageClosedError,
-    StorageError,
-    StorageUnavailableError,
-    UpdateResult,
-    decode_value,
-    encode_value,
-)
+from storage.errors import StorageClosedError, StorageError, StorageUnavailableError
+from storage.kv import SetResult, UpdateResult, decode_value, encode_value
 from storage.update_ops import Op, apply_ops, parse_ops
 
 __all__ = ["RedisKV", "connect_redis"]
@@ -99,6 +92,17 @@ def connect_redis(
     )
 
 
+def _raw(reply: bytes | str | None) -> bytes | None:
+    """A stored value as bytes. The client does not decode responses, so Redis hands back bytes;
+    redis-py types replies as ``bytes | str`` for clients that do, and a str is encoded back."""
+    return reply.encode("utf-8") if isinstance(reply, str) else reply
+
+
+def _text(reply: bytes | str) -> str:
+    """A hash field or set member (a key or scope name) as text."""
+    return reply.decode("utf-8") if isinstance(reply, bytes) else reply
+
+
 def unavailable_message(url: str) -> str:
     return (
         f"Redis connection timed out after {CONNECT_TIMEOUT:g}s. "
@@ -152,7 +156,7 @@ class RedisKV:
 
     async def get(self, scope: str, key: str) -> Any | None:
         raw = await self._call(lambda: self._client.hget(self.hash_key(scope), key))
-        return decode_value(raw)
+        return decode_value(_raw(raw))
 
     async def set(self, scope: str, key: str, value: Any) -> SetResult:
         encoded = encode_value(value)
@@ -180,7 +184,7 @@ class RedisKV:
     ) -> tuple[bytes | None, bytes, builtins.list[dict[str, Any]]]:
         keys = [self.hash_key(scope), self._scopes_key]
         for attempt in range(MAX_UPDATE_ATTEMPTS):
-            old = self._client.hget(keys[0], key)
+            old = _raw(self._client.hget(keys[0], key))
             new_value, errors = apply_ops(decode_value(old), exists=old is not None, ops=ops)
             encoded = encode_value(new_value)
             expected = [old or b"", b"1" if old is not None else b"0"]
@@ -193,15 +197,15 @@ class RedisKV:
 
     async def list(self, scope: str) -> builtins.list[Any]:
         raws = await self._call(lambda: self._client.hvals(self.hash_key(scope)))
-        return [decode_value(raw) for raw in raws]
+        return [decode_value(_raw(raw)) for raw in raws]
 
     async def list_keys(self, scope: str) -> builtins.list[str]:
         raws = await self._call(lambda: self._client.hkeys(self.hash_key(scope)))
-        return [raw.decode("utf-8") for raw in raws]
+        return [_text(raw) for raw in raws]
 
     async def list_groups(self) -> builtins.list[str]:
         raws = await self._call(lambda: self._client.smembers(self._scopes_key))
-        return sorted(raw.decode("utf-8") for raw in raws)
+        return sorted(_text(raw) for raw in raws)
 
     async def aclose(self) -> None:
         if self._closed:

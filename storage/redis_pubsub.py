@@ -27,8 +27,9 @@ import structlog
 import trio
 
 from storage._util import owned_nursery
-from storage.kv import StorageClosedError, StorageUnavailableError
-from storage.pubsub import DEFAULT_BUFFER, Subscription, _Fanout
+from storage.errors import StorageClosedError, StorageUnavailableError
+from storage.fanout import TopicFanout
+from storage.pubsub import DEFAULT_BUFFER, Subscription
 from storage.redis_kv import CONNECT_TIMEOUT, connect_redis, unavailable_message
 
 __all__ = ["RedisPubSub", "open_redis_pubsub"]
@@ -61,7 +62,7 @@ class RedisPubSub:
         self._limiter = trio.CapacityLimiter(8)
         self._commands: queue.SimpleQueue[_Command] = queue.SimpleQueue()
         # trio-side state
-        self._active = _Fanout("redis")
+        self._active = TopicFanout("redis")
         self._joining: dict[str, dict[trio.MemorySendChannel[Any], trio.Event]] = {}
         self._requests: dict[str, int] = {}
         self._confirmed: set[str] = set()

@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ def matching(directory: Path, pattern: str) -> list[Path]:
     return sorted(directory.glob(pattern))
 
 
-def events(logs: list[dict[str, Any]], level: str) -> list[str]:
+def events(logs: Sequence[MutableMapping[str, Any]], level: str) -> list[str]:
     return [entry["event"] for entry in logs if entry["log_level"] == level]
 
 

@@ -15,13 +15,23 @@ import pytest
 import trio
 
 from storage import (
+    FileBased,
+    InMemory,
     InvalidOpsError,
     KeyValueStore,
+    RedisServer,
     SetResult,
     StorageClosedError,
     StorageError,
     open_kv,
 )
+from storage.filelog import FsyncMode
+
+FSYNC: dict[str, FsyncMode] = {
+    "file-always": "always",
+    "file-interval": "interval",
+    "file-never": "never",
+}
 
 
 @attrs.frozen
@@ -44,24 +54,13 @@ class Backend:
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     kind: str = request.param
     if kind == "memory":
-        return Backend(kind, lambda: open_kv(None, data_dir=tmp_path, name="contract"), False, True)
+        return Backend(kind, lambda: open_kv(InMemory(), name="contract"), False, True)
     if kind.startswith("file-"):
-        config = {
-            "name": "kv",
-            "config": {
-                "store_method": "file_based",
-                "file_path": "store",
-                "fsync": kind.removeprefix("file-"),
-                "save_interval_ms": 100,
-            },
-        }
-        return Backend(
-            kind, lambda: open_kv(config, data_dir=tmp_path, name="contract"), True, True
-        )
+        file_based = FileBased(tmp_path / "store", fsync=FSYNC[kind], save_interval_ms=100)
+        return Backend(kind, lambda: open_kv(file_based, name="contract"), True, True)
     url = request.getfixturevalue("redis_url")
     namespace = request.getfixturevalue("redis_namespace")
-    config = {"name": "redis", "config": {"redis_url": url}}
-    return Backend(kind, lambda: open_kv(config, data_dir=tmp_path, name=namespace), True, False)
+    return Backend(kind, lambda: open_kv(RedisServer(url), name=namespace), True, False)
 
 
 @pytest.fixture

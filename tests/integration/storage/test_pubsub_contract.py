@@ -14,7 +14,7 @@ import pytest
 import trio
 from structlog.testing import capture_logs
 
-from storage import PubSub, StorageClosedError, StorageConfigError, open_pubsub
+from storage import InMemory, PubSub, RedisServer, StorageClosedError, open_pubsub
 
 Opener = Callable[[], AbstractAsyncContextManager[PubSub]]
 
@@ -22,9 +22,9 @@ Opener = Callable[[], AbstractAsyncContextManager[PubSub]]
 @pytest.fixture(params=["local", pytest.param("redis", marks=pytest.mark.redis)])
 def opener(request: pytest.FixtureRequest) -> Opener:
     if request.param == "local":
-        return lambda: open_pubsub(None)
+        return lambda: open_pubsub(InMemory())
     url = request.getfixturevalue("redis_url")
-    return lambda: open_pubsub({"name": "redis", "config": {"redis_url": url}})
+    return lambda: open_pubsub(RedisServer(url))
 
 
 @pytest.fixture
@@ -153,7 +153,7 @@ async def test_many_subscribers_fan_out(pubsub: PubSub, topic: str) -> None:
 
 @pytest.mark.redis
 async def test_redis_reaches_subscribers_on_another_instance(redis_url: str, topic: str) -> None:
-    config = {"name": "redis", "config": {"redis_url": redis_url}}
+    config = RedisServer(redis_url)
     async with open_pubsub(config) as publisher, open_pubsub(config) as listener:
         async with listener.subscribe(topic) as remote, publisher.subscribe(topic) as local:
             await publisher.publish(topic, {"from": "publisher"})
@@ -166,32 +166,8 @@ async def test_redis_reaches_subscribers_on_another_instance(redis_url: str, top
 
 async def test_redis_unreachable_fails_fast() -> None:
     with trio.fail_after(10), pytest.raises(Exception, match="Redis connection timed out"):
-        async with open_pubsub({"name": "redis", "config": {"redis_url": "redis://127.0.0.1:1"}}):
+        async with open_pubsub(RedisServer("redis://127.0.0.1:1")):
             pass
-
-
-@pytest.mark.parametrize(
-    "adapter, fragment",
-    [
-        ({"name": "local", "config": {"x": 1}}, "takes no config"),
-        ({"name": "redis", "config": {"url": "x"}}, "unknown field"),
-        ({"name": "kafka"}, "unknown adapter"),
-        ({"name": "local", "extra": 1}, "unknown field"),
-        ("local", "expected an object"),
-    ],
-)
-async def test_bad_config(adapter: Any, fragment: str) -> None:
-    with pytest.raises(StorageConfigError, match=fragment):
-        async with open_pubsub(adapter):
-            pass
-
-
-async def test_local_accepts_empty_config() -> None:
-    for adapter in (None, {"name": "local"}, {"name": "local", "config": None}, {"config": {}}):
-        async with open_pubsub(adapter) as pubsub:
-            async with pubsub.subscribe("t") as subscription:
-                await pubsub.publish("t", 1)
-                assert await receive(subscription) == 1
 
 
 @pytest.mark.redis
@@ -200,7 +176,7 @@ async def test_redis_listener_survives_a_dropped_connection(redis_url: str, topi
 
     from storage.redis_pubsub import RedisPubSub
 
-    config = {"name": "redis", "config": {"redis_url": redis_url}}
+    config = RedisServer(redis_url)
     async with open_pubsub(config) as pubsub:
         assert isinstance(pubsub, RedisPubSub)
         async with pubsub.subscribe(topic) as subscription:

@@ -219,6 +219,7 @@ def test_add_root(kind: str, sign: int) -> None:
     assert run(MISSING, {"type": kind, "path": "", "by": 5}) == (5 * sign, [])
     assert run(10, {"type": kind, "path": "", "by": 3}) == (10 + 3 * sign, [])
     assert run(1.5, {"type": kind, "path": "", "by": 1}) == (1.5 + sign, [])
+    bad: Any
     for bad in ({}, None, "1", [1], True):
         value, errors = run(bad, {"type": kind, "path": "", "by": 1})
         assert value == bad
@@ -234,6 +235,7 @@ def test_add_keyed(kind: str, sign: int) -> None:
     assert isinstance(value["n"], float)
     value, _ = run({"n": 2}, {"type": kind, "path": "n", "by": 1})
     assert isinstance(value["n"], int)
+    bad: Any
     for bad in ("1", None, {}, [1], False):
         value, errors = run({"n": bad}, {"type": kind, "path": "n", "by": 1})
         assert value == {"n": bad}
