@@ -5,7 +5,6 @@ Built-in actors and user workers are described the same way (DESIGN.md).
 
 from manifests.problems import ConfigProblem
 from manifests.schema import (
-    BUILTIN_MANIFESTS,
     MANIFEST_FILE,
     MAX_MANIFEST_BYTES,
     RESERVED_ENV,
@@ -20,7 +19,6 @@ from manifests.schema import (
 from manifests.yamlsource import YamlDoc, load_yaml, resolve_scalar
 
 __all__ = [
-    "BUILTIN_MANIFESTS",
     "MANIFEST_FILE",
     "MAX_MANIFEST_BYTES",
     "RESERVED_ENV",

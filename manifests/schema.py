@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
@@ -332,8 +333,8 @@ class _Validator:
             problem = check_worker_name(name)
             if problem:
                 self.error(("name",), problem)
-        scripts = data.get("scripts") if isinstance(data.get("scripts"), dict) else {}
-        runtime = data.get("runtime") if isinstance(data.get("runtime"), dict) else {}
+        scripts = _mapping(data.get("scripts"))
+        runtime = _mapping(data.get("runtime"))
         start, install = scripts.get("start"), scripts.get("install")
         if "start" not in scripts:
             inferred = self._infer(runtime, data)
@@ -345,7 +346,7 @@ class _Validator:
             len(base_image) > 512 or not _IMAGE_CHARS.fullmatch(base_image)
         ):
             self.warn(("runtime", "base_image"), "implausible image reference; ignored")
-        env = data.get("env") if isinstance(data.get("env"), dict) else {}
+        env = _mapping(data.get("env"))
         return Manifest(
             path=self.path,
             name=name if isinstance(name, str) else None,
@@ -405,6 +406,11 @@ class _Validator:
         return f"{runner[manager]} {entry}", f"{manager} install"
 
 
+def _mapping(value: Any) -> dict[Any, Any]:
+    """A section that must be a mapping (its type error is reported by the walk), or ``{}``."""
+    return value if isinstance(value, dict) else {}
+
+
 def _valid_range(text: str) -> bool:
     parts = [p.strip() for p in re.split(r",|\|\||\s+(?=[\^~<>=\d*])", text.strip()) if p.strip()]
     return bool(parts) and all(_SEMVER_PART.fullmatch(p) for p in parts)
@@ -422,24 +428,21 @@ _CHECKS: dict[str, Callable[[_Validator, tuple[Any, ...], Any], None]] = {
 
 # -- the manifests of our own actors ----------------------------------------------------------
 
-BUILTIN_MANIFESTS = {
-    "iii-http": "iii-http.yaml",
-    "iii-state": "iii-state.yaml",
-    "iii-pubsub": "iii-pubsub.yaml",
-    "configuration": "configuration.yaml",
-}
-BUILTIN_ALIASES = {"http": "iii-http", "state": "iii-state", "pubsub": "iii-pubsub"}
-
 
 def builtin_manifest(name: str) -> Manifest:
-    """The shipped manifest of a built-in actor (``iii-http`` or its alias ``http``, ...)."""
-    canonical = BUILTIN_ALIASES.get(name, name)
-    if canonical not in BUILTIN_MANIFESTS:
-        known = ", ".join(sorted(BUILTIN_MANIFESTS))
+    """The shipped manifest ``manifests/data/<name>.yaml`` of a built-in actor (``iii-http``)."""
+    resource = resources.files("manifests") / "data" / f"{name}.yaml"
+    if "/" in name or not resource.is_file():
+        known = ", ".join(sorted(p.name.removesuffix(".yaml") for p in _shipped()))
         raise KeyError(f"no built-in manifest for {name!r} (known: {known})")
-    resource = resources.files("manifests") / "data" / BUILTIN_MANIFESTS[canonical]
     path = Path(str(resource))
     report = parse_manifest_text(resource.read_text("utf-8"), path=path, display=path.name)
     if report.manifest is None:
         raise ManifestError(list(report.errors))
     return report.manifest
+
+
+def _shipped() -> list[Traversable]:
+    return [
+        p for p in (resources.files("manifests") / "data").iterdir() if p.name.endswith(".yaml")
+    ]

@@ -1,0 +1,136 @@
+"""The ``iii-observability`` config block (WORKERS.md §10.1): traces, metrics, logs and alerts.
+
+Every field is optional: an omitted one falls back to its environment variable, then its default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, Literal
+
+import attrs
+
+from manifests.blocks.strict import (
+    BatchSize,
+    IntervalMs,
+    NonNegativeInt,
+    PositiveInt,
+    Ratio,
+)
+
+__all__ = [
+    "DEFAULTS",
+    "AlertAction",
+    "AlertRule",
+    "CollapseSpan",
+    "ObservabilityBlock",
+    "SamplingConfig",
+    "SamplingRateLimit",
+    "SamplingRule",
+    "TraceStorageConfig",
+]
+
+
+@attrs.frozen
+class SamplingRule:
+    rate: Ratio
+    operation: str | None = None
+    service: str | None = None
+
+
+@attrs.frozen
+class SamplingRateLimit:
+    max_traces_per_second: PositiveInt
+
+
+@attrs.frozen
+class SamplingConfig:
+    default: Ratio | None = None
+    rules: tuple[SamplingRule, ...] = ()
+    parent_based: bool | None = None
+    rate_limit: SamplingRateLimit | None = None
+
+
+@attrs.frozen
+class TraceStorageConfig:
+    enabled: bool = True
+    directory: str = "./data/observability/traces"
+    max_disk_bytes: NonNegativeInt = 1_073_741_824
+    retention_seconds: NonNegativeInt = 2_592_000
+    memory_max_bytes: NonNegativeInt = 268_435_456
+    memory_low_watermark_ratio: Ratio = 0.75
+    pending_max_age_seconds: NonNegativeInt = 3600
+
+
+@attrs.frozen
+class AlertAction:
+    type: Literal["log", "webhook", "function"] = "log"
+    url: str | None = None
+    path: str | None = None
+
+
+AlertOperator = Literal[
+    "greaterthan",
+    "greaterthanorequal",
+    "lessthan",
+    "lessthanorequal",
+    "equal",
+    "notequal",
+    ">",
+    ">=",
+    "<",
+    "<=",
+    "==",
+    "!=",
+]
+
+
+@attrs.frozen
+class AlertRule:
+    name: str
+    metric: str
+    threshold: float
+    operator: AlertOperator = "greaterthan"
+    window_seconds: PositiveInt = 60
+    cooldown_seconds: PositiveInt = 60
+    enabled: bool = True
+    action: AlertAction | None = None
+
+
+@attrs.frozen
+class CollapseSpan:
+    name: str
+    service: str | None = None
+
+
+@attrs.frozen
+class ObservabilityBlock:
+    enabled: bool | None = None
+    service_name: str | None = None
+    service_version: str | None = None
+    service_namespace: str | None = None
+    exporter: Literal["otlp", "memory", "both"] | None = None
+    endpoint: str | None = None
+    sampling_ratio: Ratio | None = None
+    sampling: SamplingConfig | None = None
+    memory_max_spans: PositiveInt | None = None
+    trace_storage: TraceStorageConfig | None = None
+    live_spans: bool | None = None
+    metrics_enabled: bool | None = None
+    metrics_exporter: Literal["memory", "otlp"] | None = None
+    metrics_retention_seconds: PositiveInt | None = None
+    metrics_max_count: PositiveInt | None = None
+    logs_enabled: bool | None = None
+    logs_exporter: Literal["memory", "otlp", "both"] | None = None
+    logs_max_count: PositiveInt | None = None
+    logs_retention_seconds: PositiveInt | None = None
+    logs_batch_size: BatchSize | None = None
+    logs_flush_interval_ms: IntervalMs | None = None
+    logs_sampling_ratio: Ratio | None = None
+    logs_console_output: bool | None = None
+    alerts: tuple[AlertRule, ...] = ()
+    level: Literal["trace", "debug", "info", "warn", "error"] | None = None
+    format: Literal["default", "json"] | None = None
+    collapse_spans: tuple[CollapseSpan, ...] = ()
+
+
+DEFAULTS: Final[dict[str, Any]] = {}
