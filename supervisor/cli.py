@@ -163,7 +163,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     import trio
 
     from supervisor.app import EXIT_CONFIG, run_up
-    from supervisor.config.loader import ConfigError, load
+    from supervisor.config import ConfigError, load
     from supervisor.supervision.runtime import SupervisionOptions
 
     try:
@@ -488,7 +488,7 @@ def cmd_shutdown(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from supervisor.config.loader import check_config
+    from supervisor.config import check_config
 
     report = check_config(args.config, strict=args.strict)
     if args.json:

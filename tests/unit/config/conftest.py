@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config.loader import ConfigError, load_config
+from supervisor.config import ConfigError, load_config
 
 
 @pytest.fixture

@@ -9,16 +9,15 @@ from typing import Any
 
 import pytest
 
-from supervisor.config.blocks import (
-    HttpConfig,
+from manifests.blocks import (
+    HttpBlock,
     HttpCors,
     HttpMiddleware,
     KvStoreConfig,
     ListenerBlock,
-    listener_config,
-    structure,
-    validate_block,
+    validate,
 )
+from supervisor.config.blocks import listener_config, validate_block
 from supervisor.config.model import ListenerConfig, RbacConfig
 
 
@@ -31,7 +30,7 @@ def issues(name: str, raw: Any) -> dict[str, str]:
 def test_http_defaults_when_absent() -> None:
     block, found = validate_block("iii-http", None)
     assert found == []
-    assert block == HttpConfig()
+    assert block == HttpBlock()
     assert (block.port, block.host, block.default_timeout) == (3111, "0.0.0.0", 30000)
 
 
@@ -46,8 +45,8 @@ def test_http_full_block() -> None:
     }
     block, found = validate_block("iii-http", raw)
     assert found == []
-    assert block.cors == HttpCors(["http://localhost:3000"], ["GET"])
-    assert block.middleware == [HttpMiddleware("global::auth", "preHandler", 10)]
+    assert block.cors == HttpCors(("http://localhost:3000",), ("GET",))
+    assert block.middleware == (HttpMiddleware("global::auth", "preHandler", 10),)
 
 
 def test_http_type_errors_and_unknown_keys_at_every_depth() -> None:
@@ -89,7 +88,7 @@ def test_block_must_be_a_mapping() -> None:
 
 
 def test_state_kv_adapter() -> None:
-    raw = {
+    raw: dict[str, Any] = {
         "adapter": {
             "name": "kv",
             "config": {"store_method": "file_based", "file_path": "./data/state_store.db"},
@@ -101,7 +100,8 @@ def test_state_kv_adapter() -> None:
     block, found = validate_block("iii-state", raw)
     assert found == []
     assert block.adapter.name == "kv"
-    assert structure(raw["adapter"]["config"], KvStoreConfig)[0].store_method == "file_based"
+    kv_config = validate(KvStoreConfig, raw["adapter"]["config"])[0]
+    assert kv_config is not None and kv_config.store_method == "file_based"
 
 
 def test_state_adapter_problems() -> None:

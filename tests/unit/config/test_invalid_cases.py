@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config.loader import check_config
+from supervisor.config import check_config
 
 from .conftest import report_of
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.config.loader import (
+from manifests.problems import ConfigProblem
+from supervisor.config import (
     ConfigError,
-    ConfigProblem,
+    builtin_worker,
     check_config,
     load,
     load_config,
@@ -225,8 +226,10 @@ def test_mandatory_workers_are_not_duplicated(write: Write) -> None:
     )
     config = load_config(path, env={})
     assert [w.name for w in config.workers] == MANDATORY
-    assert config.worker("configuration").config["adapter"]["name"] == "fs"  # type: ignore[index,union-attr]
-    assert config.worker("iii-observability").kind is WorkerKind.IN_PROCESS  # type: ignore[union-attr]
+    configuration = config.worker("configuration")
+    assert configuration is not None and configuration.config["adapter"]["name"] == "fs"
+    observability = config.worker("iii-observability")
+    assert observability is not None and observability.kind is WorkerKind.IN_PROCESS
 
 
 def test_modules_are_appended_after_workers(write: Write) -> None:
@@ -750,9 +753,9 @@ def test_problem_rendering() -> None:
 
 
 def test_builtin_worker_lookup() -> None:
-    from supervisor.config.loader import builtin_worker
-
-    assert builtin_worker("http").name == "iii-http"  # type: ignore[union-attr]
-    assert builtin_worker("iii-http#1").actor_module == "actors.http"  # type: ignore[union-attr]
+    http = builtin_worker("http")
+    assert http is not None and http.name == "iii-http"
+    numbered = builtin_worker("iii-http#1")
+    assert numbered is not None and numbered.actor == "actors.http"
     assert builtin_worker("iii-stream") is None
     assert builtin_worker("api") is None
