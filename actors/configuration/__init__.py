@@ -1,14 +1,7 @@
-"""The ``configuration`` worker (WORKERS.md §2); the actor lives in
-``actors.configuration.actor``, whose docstring describes it."""
+"""The ``configuration`` worker (WORKERS.md §2): a schema-validated registry of configuration
+entries; ``actors.configuration.actor`` describes it."""
 
-# The actor itself lives in ``actors.configuration.actor``; importing this package stays
-# cheap because other actors import ``actors.configuration.adoption`` at every (re)start.
-from __future__ import annotations
+from actors.configuration.actor import serve
+from actors.configuration.config import BLOCK, parse_config
 
-from typing import Any
-
-
-def __getattr__(name: str) -> Any:
-    from actors.configuration import actor
-
-    return getattr(actor, name)
+__all__ = ["BLOCK", "parse_config", "serve"]

@@ -1,4 +1,9 @@
-from actors.configuration.actor import serve
+from actors.configuration import parse_config, serve
 from actors.runtime import main
 
-main("configuration", serve, description="Schema-validated runtime configuration registry")
+main(
+    "configuration",
+    serve,
+    parse=parse_config,
+    description="Schema-validated runtime configuration registry",
+)

@@ -18,7 +18,7 @@ against the actor's data directory (``III_DATA_DIR``), there is no migration fro
 ``./data/configuration``, no watcher of the directory (edit config.yaml or call
 ``configuration::set``), and the ``bridge`` adapter is not supported yet.
 
-Config block (``III_CONFIG``)::
+Config block (``III_CONFIG``, ``manifests.blocks.configuration``)::
 
     {
       "adapter": {"name": "fs", "config": {"directory": "config"}},   # optional
@@ -32,13 +32,13 @@ interpolated (flavour A); workers without a block are left out.
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
 import attrs
 import structlog
 import trio
 
+from actors.configuration.config import directory_of
 from actors.configuration.schema import json_equal
 from actors.configuration.seeding import (
     DISPLAY_NAMES,
@@ -49,64 +49,12 @@ from actors.configuration.seeding import (
 )
 from actors.configuration.service import SCHEMAS_MARKER, ConfigurationService
 from actors.configuration.store import ID_PATTERN, Entry, FsStore, StoreError
-from actors.state.shutdown import EXIT_CONFIG, exit_now, leave_bus, wait_for_stop_signal
-from transport.client import BusClient
+from actors.runtime import EXIT_CANTCREAT, ActorContext, ActorExit, resolve_path
+from manifests.blocks.configuration import ConfigurationBlock
 
-__all__ = ["ConfigurationSettings", "SettingsError", "apply_seeds", "parse_settings", "serve"]
+__all__ = ["apply_seeds", "serve"]
 
 log = structlog.get_logger("configuration")
-
-EXIT_CANTCREAT: Final = 73
-DEFAULT_DIRECTORY: Final = "config"
-_FIELDS: Final = frozenset({"adapter", "ttl_seconds", "entries"})
-
-
-class SettingsError(ValueError):
-    """A config block this actor cannot run with; the message names the field."""
-
-
-@attrs.frozen
-class ConfigurationSettings:
-    directory: str = DEFAULT_DIRECTORY
-    ttl_seconds: int = 0
-    entries: dict[str, Any] = attrs.Factory(dict)
-
-
-def parse_settings(raw: Any) -> ConfigurationSettings:
-    if raw is None:
-        return ConfigurationSettings()
-    if not isinstance(raw, dict):
-        raise SettingsError(f"config: expected an object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise SettingsError(
-            f"config: unknown field(s) {', '.join(unknown)} (expected: {', '.join(sorted(_FIELDS))})"
-        )
-    directory = DEFAULT_DIRECTORY
-    adapter = raw.get("adapter")
-    if adapter is not None:
-        if not isinstance(adapter, dict):
-            raise SettingsError("adapter: expected an object")
-        name = adapter.get("name", "fs")
-        if name == "bridge":
-            raise SettingsError("adapter 'bridge' is not supported by iii-supervisor yet")
-        if name != "fs":
-            raise SettingsError(f"adapter.name: unknown adapter {name!r} (available: fs, bridge)")
-        config = adapter.get("config") or {}
-        if not isinstance(config, dict) or set(config) - {"directory"}:
-            raise SettingsError("adapter.config: the fs adapter takes only `directory`")
-        directory = config.get("directory", DEFAULT_DIRECTORY)
-        if not isinstance(directory, str) or not directory:
-            raise SettingsError("adapter.config.directory: expected a non-empty string")
-    ttl = raw.get("ttl_seconds", 0)
-    if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
-        raise SettingsError("ttl_seconds: expected a non-negative integer")
-    entries = raw.get("entries")
-    if entries is None:
-        entries = {}
-    if not isinstance(entries, dict):
-        raise SettingsError("entries: expected an object mapping configuration ids to values")
-    return ConfigurationSettings(directory, ttl, dict(entries))
 
 
 def apply_seeds(store: FsStore, entries: dict[str, Entry], seeds: dict[str, Any]) -> None:
@@ -135,7 +83,7 @@ def apply_seeds(store: FsStore, entries: dict[str, Entry], seeds: dict[str, Any]
             entries[entry_id] = new
 
 
-def _load(store: FsStore, settings: ConfigurationSettings, run: str | None) -> dict[str, Entry]:
+def _load(store: FsStore, seeds: dict[str, Any], run: str | None) -> dict[str, Entry]:
     entries = store.load()
     if run is not None:
         remembered = store.read_marker(SCHEMAS_MARKER)
@@ -143,42 +91,35 @@ def _load(store: FsStore, settings: ConfigurationSettings, run: str | None) -> d
             for entry_id, schema in (remembered.get("schemas") or {}).items():
                 if entry_id in entries:
                     entries[entry_id].schema = schema
-    stamp = {"engine_run": run, "seeds": seeds_digest(settings.entries)}
+    stamp = {"engine_run": run, "seeds": seeds_digest(seeds)}
     if run is not None and store.read_marker(MARKER) == stamp:
         log.info("restarted within the same engine run; runtime values kept", engine_run=run)
         return entries
-    apply_seeds(store, entries, settings.entries)
+    apply_seeds(store, entries, seeds)
     store.write_marker(MARKER, stamp)
     return entries
 
 
-def _resolve_directory(raw: str, data_dir: Path) -> Path:
-    directory = Path(raw).expanduser()
-    return directory if directory.is_absolute() else data_dir / directory
-
-
-async def serve(client: BusClient, config: dict[str, Any], data_dir: Path) -> None:
-    try:
-        settings = parse_settings(config)
-    except SettingsError as exc:
-        exit_now(EXIT_CONFIG, "invalid configuration worker config", error=str(exc))
-    store = FsStore(_resolve_directory(settings.directory, data_dir))
+async def serve(ctx: ActorContext[ConfigurationBlock]) -> None:
+    """Load the entries (config.yaml's seeds applied), serve ``configuration::*`` until asked
+    to stop. An unusable directory ends the actor with exit code 73."""
+    block = ctx.block
+    store = FsStore(resolve_path(directory_of(block), ctx.data_dir))
     run = engine_run()
     try:
-        entries = await trio.to_thread.run_sync(_load, store, settings, run)
+        entries = await trio.to_thread.run_sync(_load, store, block.seeds, run)
     except (StoreError, OSError) as exc:
-        exit_now(
+        raise ActorExit(
             EXIT_CANTCREAT,
             "cannot use the configuration directory",
             directory=str(store.directory),
             error=str(exc),
-        )
+        ) from exc
     async with trio.open_nursery() as nursery:
         service = ConfigurationService(
-            client, store, entries, nursery, ttl_seconds=settings.ttl_seconds, engine_run=run
+            ctx.client, store, entries, nursery, ttl_seconds=block.ttl_seconds, engine_run=run
         )
         service.register()
         log.info("configuration ready", directory=str(store.directory), entries=len(entries))
-        await wait_for_stop_signal()
+        await ctx.stopped()
         nursery.cancel_scope.cancel()
-    await leave_bus(client)

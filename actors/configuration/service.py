@@ -11,8 +11,7 @@ import trio
 from actors.configuration.expand import expand
 from actors.configuration.schema import SchemaError, check_schema, violations
 from actors.configuration.store import ID_PATTERN, Entry, FsStore, StoreError
-from actors.state.fanout import EventFanout
-from actors.state.payload import Payload
+from actors.runtime import EventFanout, Payload
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
 
 __all__ = ["EVENT_TYPES", "ConfigurationService", "check_trigger_config"]

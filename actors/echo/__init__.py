@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
-import trio
+from actors.runtime import ActorContext
+from transport.client import InvocationContext
 
-from transport.client import BusClient, InvocationContext
+
+def parse_config(raw: Any) -> dict[str, Any]:
+    """Not a built-in, so no block schema: whatever config it gets is ignored."""
+    return dict(raw or {})
 
 
-async def serve(client: BusClient, config: dict[str, Any], data_dir: Path) -> None:
-    async def echo(data: Any, ctx: InvocationContext) -> Any:
+async def serve(ctx: ActorContext[dict[str, Any]]) -> None:
+    async def echo(data: Any, _: InvocationContext) -> Any:
         return data
 
-    client.register_function("echo::echo", echo, description="Return the input unchanged")
-    await trio.sleep_forever()
+    ctx.client.register_function("echo::echo", echo, description="Return the input unchanged")
+    await ctx.stopped()

@@ -1,4 +1,4 @@
-from actors.echo import serve
+from actors.echo import parse_config, serve
 from actors.runtime import main
 
-main("iii-echo", serve, description="echo actor")
+main("iii-echo", serve, parse=parse_config, description="echo actor")

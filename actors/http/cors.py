@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from actors.http.config import CorsSettings
+from manifests.blocks.http import HttpCors
 
 Headers = list[tuple[str, str]]
 
@@ -18,7 +18,7 @@ _VARY = ("vary", "origin, access-control-request-method, access-control-request-
 
 
 class CorsPolicy:
-    def __init__(self, settings: CorsSettings | None) -> None:
+    def __init__(self, settings: HttpCors | None) -> None:
         self.any_origin = True
         self.origins: frozenset[str] = frozenset()
         methods = "*"

@@ -8,10 +8,6 @@ raced against the ``response`` channel (§3.6). Replies the engine builds itself
 
 from __future__ import annotations
 
-import os
-import signal
-import sys
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,7 +24,6 @@ from actors.http.channels import (
     engine_base_url,
     open_response,
 )
-from actors.http.config import HttpSettings, parse_config
 from actors.http.cors import CorsPolicy, origin_of
 from actors.http.h1 import ClientGone, HttpServer, Outgoing, Request, Streamed
 from actors.http.request import (
@@ -48,6 +43,8 @@ from actors.http.routes import (
     RouteTable,
     route_from_trigger,
 )
+from actors.runtime import ActorContext
+from manifests.blocks.http import HttpBlock
 from transport.client import BusClient, FunctionError, TriggerBinding
 
 log = structlog.get_logger("iii-http")
@@ -194,11 +191,11 @@ class _Exchange:
 
 
 class HttpActor:
-    def __init__(self, client: BusClient, settings: HttpSettings) -> None:
+    def __init__(self, client: BusClient, settings: HttpBlock) -> None:
         self.client = client
         self.settings = settings
         self.cors = CorsPolicy(settings.cors)
-        self.limiter = trio.CapacityLimiter(settings.concurrency_request_limit)
+        self.limiter = trio.CapacityLimiter(settings.request_limit)
         self.routes = RouteTable()
         self.trigger_keys: dict[str, str] = {}
         self.pool = ChannelPool(client)
@@ -290,10 +287,10 @@ class HttpActor:
         headers = header_map(raw_headers)
         settings = self.settings
         mw_input: dict[str, Any] | None = None
-        if settings.middleware:
+        if settings.pre_handlers:
             mw_input = middleware_input(method, path_params, query, headers)
             phase.middleware = True
-            for spec in settings.middleware:
+            for spec in settings.pre_handlers:
                 early = await self._middleware(spec.function_id, route.namespace, mw_input)
                 if early is not None:
                     return early
@@ -497,31 +494,25 @@ class HttpActor:
     # -- serving -----------------------------------------------------------------------------
 
     async def run(
-        self, *, task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED
+        self,
+        stop: trio.Event,
+        *,
+        task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
     ) -> None:
+        """Serve until ``stop`` is set, then stop accepting and let requests in flight finish."""
         settings = self.settings
         async with trio.open_nursery() as nursery:
             self.bg = nursery
             nursery.start_soon(self.pool.run)
             nursery.start_soon(self.releaser.run)
             nursery.start_soon(self._attach_late)
-            stop = trio.Event()
-            nursery.start_soon(self._watch_signals, stop)
             binds = await nursery.start(self._serve_http, settings, stop, nursery.cancel_scope)
             log.info("http server listening", binds=binds)
             task_status.started(binds)
 
-    async def _watch_signals(self, stop: trio.Event) -> None:
-        """SIGTERM / SIGINT: stop accepting, let requests in flight finish, then end."""
-        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-            async for signum in signals:
-                log.info("stopping", signal=signal.Signals(signum).name)
-                stop.set()
-                return
-
     async def _serve_http(
         self,
-        settings: HttpSettings,
+        settings: HttpBlock,
         stop: trio.Event,
         everything: trio.CancelScope,
         *,
@@ -544,22 +535,17 @@ def _has_body(raw_headers: list[tuple[bytes, bytes]], http_version: str) -> bool
     return http_version.startswith("2") or http_version.startswith("3")
 
 
-async def serve(client: BusClient, config: dict[str, Any], data_dir: Path) -> None:
-    """The actor's entry point (``actors.runtime.main``)."""
-    settings = parse_config(config)
-    actor = HttpActor(client, settings)
-    client.register_trigger_type(
+async def serve(ctx: ActorContext[HttpBlock]) -> None:
+    """The actor's entry point (``actors.runtime.main``): serves until asked to stop; without
+    its server the actor has nothing to do, so a server that ends ends the actor too."""
+    actor = HttpActor(ctx.client, ctx.block)
+    ctx.client.register_trigger_type(
         "http",
         "HTTP API trigger",
         on_register=actor.on_register,
         on_unregister=actor.on_unregister,
     )
-    await actor.run()
-    # The runtime would keep the bus link open; an actor without its server must end (the
-    # supervisor restarts it per policy).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+    await actor.run(ctx.stopping)
 
 
 __all__ = ["SUPPORTED_METHODS", "HttpActor", "redact", "serve"]

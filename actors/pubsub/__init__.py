@@ -17,30 +17,25 @@ the other bindings of its topic, and several bindings of one topic all receive w
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Final
 
 import structlog
 import trio
 
-from actors.configuration.adoption import REDIS_ADAPTER_SCHEMA, ConfigAdoption
-from actors.state.payload import Payload, json_type
-from actors.state.shutdown import (
-    EXIT_CONFIG,
-    EXIT_UNAVAILABLE,
-    exit_now,
-    leave_bus,
-    wait_for_stop_signal,
-)
-from storage import PubSub, StorageConfigError, StorageError, open_pubsub
+from actors.pubsub.config import BLOCK, parse_config
+from actors.runtime import ActorContext, Payload, pubsub_backend
+from manifests.blocks import pubsub
+from manifests.blocks.pubsub import PubSubAdapter, PubSubBlock
+from manifests.blocks.strict import BlockError
+from storage import PubSub, StorageError, open_pubsub
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
+from transport.jsonshape import json_type
 
-__all__ = ["CONFIG_SCHEMA", "PubSubService", "check_config", "serve"]
+__all__ = ["BLOCK", "PubSubService", "parse_config", "serve"]
 
 log = structlog.get_logger("iii-pubsub")
 
 TRIGGER_TYPE: Final = "subscribe"
-_FIELDS: Final = frozenset({"adapter"})
 
 
 class PubSubService:
@@ -50,7 +45,7 @@ class PubSubService:
         self.client = client
         self._nursery = nursery
         self.backend: PubSub | None = None
-        self.adapter: dict[str, Any] | None = None
+        self.adapter: PubSubAdapter | None = None
         self._backend_scope: trio.CancelScope | None = None
         self._topics: dict[str, tuple[TriggerBinding, str]] = {}
         self._subscriptions: dict[str, trio.CancelScope] = {}
@@ -70,7 +65,7 @@ class PubSubService:
 
     # -- the adapter ------------------------------------------------------------------------
 
-    async def use_adapter(self, adapter: dict[str, Any] | None) -> None:
+    async def use_adapter(self, adapter: PubSubAdapter) -> None:
         """Open ``adapter`` and move every binding onto it; raises (old one kept) on failure."""
         async with self._swap_lock:
             scope = trio.CancelScope()
@@ -89,35 +84,35 @@ class PubSubService:
 
     async def _hold(
         self,
-        adapter: dict[str, Any] | None,
+        adapter: PubSubAdapter,
         scope: trio.CancelScope,
         *,
         task_status: trio.TaskStatus[PubSub] = trio.TASK_STATUS_IGNORED,
     ) -> None:
         with scope:
-            async with open_pubsub(adapter) as backend:
+            async with open_pubsub(pubsub_backend(adapter)) as backend:
                 task_status.started(backend)
                 await trio.sleep_forever()
 
     async def apply_settings(self, value: Any) -> None:
         """Adopt the configuration worker's value (the adapter is hot-swappable, §9.1)."""
         try:
-            adapter = check_config(value)
-        except StorageConfigError as exc:
+            adapter = parse_config(value).backend_adapter()
+        except BlockError as exc:
             log.error("iii-pubsub configuration rejected; adapter unchanged", error=str(exc))
             return
-        if _adapter_key(adapter) == _adapter_key(self.adapter):
+        if adapter == self.adapter:
             return
         try:
             await self.use_adapter(adapter)
         except StorageError as exc:
             log.error(
                 "iii-pubsub adapter change failed; keeping the current adapter",
-                requested=adapter,
+                requested=adapter.name,
                 error=str(exc),
             )
             return
-        log.info("iii-pubsub adapter changed", adapter=_adapter_key(adapter)[0])
+        log.info("iii-pubsub adapter changed", adapter=adapter.name)
 
     # -- publish ----------------------------------------------------------------------------
 
@@ -193,84 +188,28 @@ class PubSubService:
                         del self._subscriptions[binding.id]
 
 
-def _adapter_key(adapter: dict[str, Any] | None) -> tuple[str, dict[str, Any]]:
-    adapter = adapter or {}
-    return str(adapter.get("name", "local")), dict(adapter.get("config") or {})
-
-
 TRIGGER_CONFIG_SCHEMA: Final = {
     "type": "object",
     "properties": {"topic": {"type": "string", "description": "The topic to subscribe to"}},
     "required": ["topic"],
 }
 
-CONFIG_SCHEMA: Final = {
-    "$schema": "http://json-schema.org/draft-07/schema#",
-    "title": "iii-pubsub",
-    "type": "object",
-    "additionalProperties": False,
-    "properties": {
-        "adapter": {
-            "description": "Pub/sub backend; a change re-subscribes every live trigger",
-            "oneOf": [
-                {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["name"],
-                    "properties": {
-                        "name": {"const": "local"},
-                        "config": {"type": ["object", "null"], "maxProperties": 0},
-                    },
-                },
-                REDIS_ADAPTER_SCHEMA,
-            ],
-        }
-    },
-}
-DEFAULT_SEED: Final = {"adapter": {"name": "local"}}
 
-
-def check_config(raw: Any) -> dict[str, Any] | None:
-    """The adapter block of a config block (§9.1); raises ``StorageConfigError``."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise StorageConfigError(f"config: expected an object, got {type(raw).__name__}")
-    unknown = sorted(set(raw) - _FIELDS)
-    if unknown:
-        raise StorageConfigError(
-            f"config: unknown field(s) {', '.join(unknown)} (expected: adapter)"
+async def serve(ctx: ActorContext[PubSubBlock]) -> None:
+    """Open the block's adapter, serve ``publish`` and ``subscribe`` until asked to stop."""
+    async with trio.open_nursery() as nursery:
+        service = PubSubService(ctx.client, nursery)
+        adapter = ctx.block.backend_adapter()
+        await service.use_adapter(adapter)
+        service.register()
+        log.info("pub/sub ready", adapter=adapter.name)
+        ctx.adopt(
+            nursery,
+            entry_id="iii-pubsub",
+            name="PubSub",
+            description="Topic publish/subscribe: the pub/sub adapter",
+            defaults=pubsub.DEFAULTS,
+            apply=service.apply_settings,
         )
-    adapter = raw.get("adapter")
-    if adapter is not None and not isinstance(adapter, dict):
-        raise StorageConfigError("adapter: expected an object")
-    return adapter
-
-
-async def serve(client: BusClient, config: dict[str, Any], data_dir: Path) -> None:
-    try:
-        adapter = check_config(config)
-        async with trio.open_nursery() as nursery:
-            service = PubSubService(client, nursery)
-            await service.use_adapter(adapter)
-            service.register()
-            log.info("pub/sub ready", adapter=_adapter_key(adapter)[0])
-            adoption = ConfigAdoption(
-                client,
-                entry_id="iii-pubsub",
-                name="PubSub",
-                description="Topic publish/subscribe: the pub/sub adapter",
-                schema=CONFIG_SCHEMA,
-                seed=config or DEFAULT_SEED,
-                apply=service.apply_settings,
-            )
-            nursery.start_soon(adoption.run)
-            await wait_for_stop_signal()
-            nursery.cancel_scope.cancel()
-    except* StorageConfigError as group:
-        exit_now(EXIT_CONFIG, "invalid iii-pubsub config", error=str(group.exceptions[0]))
-    except* StorageError as group:
-        exit_now(
-            EXIT_UNAVAILABLE, "cannot open the pub/sub adapter", error=str(group.exceptions[0])
-        )
-    await leave_bus(client)
+        await ctx.stopped()
+        nursery.cancel_scope.cancel()

@@ -10,34 +10,23 @@ returns the bare old value, ``state::list_groups`` wraps its list in ``{"groups"
 
 from __future__ import annotations
 
-from pathlib import Path
+import builtins
 from typing import Any, Final
 
+import attrs
 import orjson
 import structlog
 import trio
 
-from actors.configuration.adoption import ConfigAdoption
-from actors.state.fanout import EventFanout
-from actors.state.payload import DESERIALIZATION_ERROR, Payload
-from actors.state.settings import CONFIG_SCHEMA, SettingsError, StateSettings, parse_settings
-from actors.state.shutdown import (
-    EXIT_CONFIG,
-    EXIT_UNAVAILABLE,
-    exit_now,
-    leave_bus,
-    wait_for_stop_signal,
-)
-from storage import (
-    InvalidOpsError,
-    KeyValueStore,
-    StorageConfigError,
-    StorageError,
-    open_kv,
-)
+from actors.runtime import DESERIALIZATION_ERROR, ActorContext, EventFanout, Payload
+from actors.state.config import BLOCK, parse_config
+from manifests.blocks import state
+from manifests.blocks.state import StateBlock
+from manifests.blocks.strict import BlockError
+from storage import InvalidOpsError, KeyValueStore, StorageError
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
 
-__all__ = ["StateService", "serve"]
+__all__ = ["BLOCK", "StateService", "parse_config", "serve"]
 
 log = structlog.get_logger("iii-state")
 
@@ -46,24 +35,22 @@ TRIGGER_TYPE: Final = "state"
 CREATED: Final = "state:created"
 UPDATED: Final = "state:updated"
 DELETED: Final = "state:deleted"
-DEFAULT_SEED: Final = {
-    "adapter": {"name": "kv", "config": {"store_method": "in_memory"}},
-    "triggers_enabled": True,
-}
 
 
 class StateService:
     """The functions and the trigger type, over one open store."""
 
     def __init__(
-        self, client: BusClient, store: KeyValueStore, settings: StateSettings, fanout: EventFanout
+        self, client: BusClient, store: KeyValueStore, block: StateBlock, fanout: EventFanout
     ) -> None:
         self.client = client
         self.store = store
-        self.settings = settings
         self.fanout = fanout
         self.bindings: dict[str, TriggerBinding] = {}
-        self._boot_storage = _storage_key(settings.store_adapter())
+        # The live settings; the storage adapter is the boot block's for the life of the process.
+        self.triggers_enabled = block.triggers_enabled
+        self.value_limit = block.value_limit
+        self._boot_storage = block.store_adapter()
 
     def register(self) -> None:
         c = self.client
@@ -89,27 +76,24 @@ class StateService:
         """Adopt the configuration worker's value: live fields now; the storage adapter is
         fixed for the life of the process (it comes from config.yaml at start)."""
         try:
-            new = parse_settings(value)
-        except SettingsError as exc:
+            new = parse_config(value)
+        except BlockError as exc:
             log.error("iii-state configuration rejected; settings unchanged", error=str(exc))
             return
-        if (new.triggers_enabled, new.max_value_bytes) != (
-            self.settings.triggers_enabled,
-            self.settings.max_value_bytes,
-        ):
+        if (new.triggers_enabled, new.value_limit) != (self.triggers_enabled, self.value_limit):
             log.info(
                 "iii-state settings applied",
                 triggers_enabled=new.triggers_enabled,
-                max_value_bytes=new.max_value_bytes,
+                max_value_bytes=new.value_limit,
             )
-        self.settings.triggers_enabled = new.triggers_enabled
-        self.settings.max_value_bytes = new.max_value_bytes
-        if _storage_key(new.store_adapter()) != self._boot_storage:
+        self.triggers_enabled = new.triggers_enabled
+        self.value_limit = new.value_limit
+        if new.store_adapter() != self._boot_storage:
             log.warning(
                 "iii-state storage settings changed at runtime are not applied; the adapter "
                 "comes from config.yaml when the worker starts",
-                running=self._boot_storage,
-                requested=new.store_adapter(),
+                running=attrs.asdict(self._boot_storage),
+                requested=attrs.asdict(new.store_adapter()),
             )
 
     # -- functions ---------------------------------------------------------------------
@@ -118,7 +102,7 @@ class StateService:
         p = Payload("state::set", data)
         scope, key = p.str("scope"), p.str("key")
         value = p.any("value", "data")
-        limit = self.settings.max_value_bytes
+        limit = self.value_limit
         if limit:
             size = len(orjson.dumps(value))
             if size > limit:
@@ -195,7 +179,7 @@ class StateService:
     async def _on_unregister(self, binding: TriggerBinding) -> None:
         self.bindings.pop(binding.id, None)
 
-    def matching(self, scope: str, key: str) -> list[TriggerBinding]:
+    def matching(self, scope: str, key: str) -> builtins.list[TriggerBinding]:
         out = []
         for binding in self.bindings.values():
             config = binding.config if isinstance(binding.config, dict) else {}
@@ -208,7 +192,7 @@ class StateService:
         return out
 
     def _changed(self, event_type: str, scope: str, key: str, old: Any, new: Any) -> None:
-        if not self.settings.triggers_enabled or not self.bindings:
+        if not self.triggers_enabled or not self.bindings:
             return
         bindings = self.matching(scope, key)
         if not bindings:
@@ -256,58 +240,22 @@ def check_trigger_config(config: Any) -> None:
             )
 
 
-async def serve(client: BusClient, config: dict[str, Any], data_dir: Path) -> None:
-    try:
-        settings = parse_settings(config)
-    except SettingsError as exc:
-        exit_now(EXIT_CONFIG, "invalid iii-state config", error=str(exc))
-    if settings.adapter_name == "bridge":
-        exit_now(
-            EXIT_CONFIG,
-            "invalid iii-state config",
-            error="adapter 'bridge' is not supported by iii-supervisor yet",
+async def serve(ctx: ActorContext[StateBlock]) -> None:
+    """Open the store the block names, serve ``state::*`` until asked to stop, then close the
+    store (flushed) before the runtime leaves the bus."""
+    adapter = ctx.block.store_adapter()
+    async with ctx.open_kv(adapter, name=STORE_NAME) as store, trio.open_nursery() as nursery:
+        fanout = EventFanout(ctx.client, nursery, trigger_type=TRIGGER_TYPE)
+        service = StateService(ctx.client, store, ctx.block, fanout)
+        service.register()
+        log.info("state store open", adapter=adapter.name)
+        ctx.adopt(
+            nursery,
+            entry_id="iii-state",
+            name="State",
+            description="Key-value state: storage adapter, triggers and value limits",
+            defaults=state.DEFAULTS,
+            apply=service.apply_settings,
         )
-    try:
-        async with open_kv(settings.store_adapter(), data_dir=data_dir, name=STORE_NAME) as store:
-            async with trio.open_nursery() as nursery:
-                service = StateService(
-                    client, store, settings, EventFanout(client, nursery, trigger_type=TRIGGER_TYPE)
-                )
-                service.register()
-                log.info("state store open", adapter=settings.adapter_name)
-                adoption = ConfigAdoption(
-                    client,
-                    entry_id="iii-state",
-                    name="State",
-                    description="Key-value state: storage adapter, triggers and value limits",
-                    schema=CONFIG_SCHEMA,
-                    seed=config or DEFAULT_SEED,
-                    apply=service.apply_settings,
-                )
-                nursery.start_soon(adoption.run)
-                await wait_for_stop_signal()
-                nursery.cancel_scope.cancel()
-    except StorageConfigError as exc:
-        exit_now(EXIT_CONFIG, "invalid iii-state adapter config", error=str(exc))
-    except StorageError as exc:
-        exit_now(EXIT_UNAVAILABLE, "cannot open the state store", error=str(exc))
-    await leave_bus(client)
-
-
-_KV_DEFAULTS = {
-    "store_method": "in_memory",
-    "file_path": "kv_store_data.db",
-    "save_interval_ms": 5000,
-    "fsync": "interval",
-}
-
-
-def _storage_key(adapter: dict[str, Any] | None) -> dict[str, Any]:
-    """An adapter block with its defaults filled in: ``None`` and the explicit in-memory
-    default are the same storage, so adopting the seed at boot is not a change."""
-    name = (adapter or {}).get("name", "kv")
-    config = dict((adapter or {}).get("config") or {})
-    if name in ("kv", "builtin"):
-        name = "kv"
-        config = {**_KV_DEFAULTS, **config}
-    return {"name": name, "config": config}
+        await ctx.stopped()
+        nursery.cancel_scope.cancel()

@@ -1,4 +1,9 @@
 from actors.runtime import main
-from actors.state import serve
+from actors.state import parse_config, serve
 
-main("iii-state", serve, description="Key-value state organised by scope, with state triggers")
+main(
+    "iii-state",
+    serve,
+    parse=parse_config,
+    description="Key-value state organised by scope, with state triggers",
+)

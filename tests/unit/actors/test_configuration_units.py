@@ -9,11 +9,14 @@ from typing import Any
 import pytest
 import structlog
 
-from actors.configuration.actor import SettingsError, apply_seeds, parse_settings
+from actors.configuration.actor import apply_seeds
+from actors.configuration.config import directory_of, parse_config
 from actors.configuration.expand import coerce_scalar, expand
 from actors.configuration.schema import SchemaError, check_schema, json_equal, violations
 from actors.configuration.seeding import Discard, engine_run, merge_seed
 from actors.configuration.store import Entry, FsStore
+from actors.runtime import resolve_path
+from manifests.blocks import BlockError
 
 ENV = {"PORT": "8080", "EMPTY": "", "WORD": "on", "ZERO": "007", "HOST": "db"}
 
@@ -170,12 +173,13 @@ def test_fs_store_skips_unreadable_files(tmp_path: Path) -> None:
     assert not (tmp_path / "left.yaml.tmp").exists()
 
 
-def test_settings_are_strict() -> None:
-    assert parse_settings(None).directory == "config"
-    settings = parse_settings(
+def test_settings_are_strict(tmp_path: Path) -> None:
+    assert resolve_path(directory_of(parse_config(None)), tmp_path) == tmp_path / "config"
+    settings = parse_config(
         {"adapter": {"name": "fs", "config": {"directory": "/x"}}, "ttl_seconds": 5, "entries": {}}
     )
-    assert (settings.directory, settings.ttl_seconds) == ("/x", 5)
+    assert (directory_of(settings), settings.ttl_seconds) == ("/x", 5)
+    bad: Any
     for bad in (
         {"unknown": 1},
         {"adapter": {"name": "s3"}},
@@ -183,8 +187,8 @@ def test_settings_are_strict() -> None:
         {"ttl_seconds": -1},
         {"entries": []},
     ):
-        with pytest.raises(SettingsError):
-            parse_settings(bad)
+        with pytest.raises(BlockError):
+            parse_config(bad)
 
 
 def test_engine_run_identity() -> None:

@@ -5,27 +5,32 @@ from __future__ import annotations
 import pytest
 
 from actors.configuration.schema import check_schema, violations
-from actors.pubsub import CONFIG_SCHEMA as PUBSUB_SCHEMA
-from actors.state.payload import Payload
-from actors.state.settings import CONFIG_SCHEMA, SettingsError, parse_settings
+from actors.runtime import Payload
+from actors.state import parse_config
+from manifests.blocks import BlockError, KvAdapter, KvStoreConfig, RedisAdapter, json_schema
+from manifests.blocks.adapters import RedisConfig
+from manifests.blocks.pubsub import PubSubBlock
+from manifests.blocks.state import StateBlock
 from transport.client import FunctionError
+
+CONFIG_SCHEMA = json_schema(StateBlock, title="iii-state")
+PUBSUB_SCHEMA = json_schema(PubSubBlock, title="iii-pubsub")
 
 
 def test_defaults_and_store_adapter() -> None:
-    settings = parse_settings(None)
-    assert settings.triggers_enabled and settings.max_value_bytes is None
-    assert settings.store_adapter() is None
+    settings = parse_config(None)
+    assert settings.triggers_enabled and settings.value_limit is None
+    assert settings.store_adapter() == KvAdapter(config=KvStoreConfig())  # in-memory kv
     file_based = {"name": "kv", "config": {"store_method": "file_based", "save_interval_ms": 900}}
-    settings = parse_settings(
-        {"adapter": file_based, "save_interval_ms": 250, "max_value_bytes": 0}
+    settings = parse_config({"adapter": file_based, "save_interval_ms": 250, "max_value_bytes": 0})
+    assert settings.value_limit is None  # 0 is unset
+    assert settings.store_adapter() == KvAdapter(
+        config=KvStoreConfig(store_method="file_based", save_interval_ms=250)
     )
-    assert settings.max_value_bytes is None  # 0 is unset
-    assert settings.store_adapter() == {
-        "name": "kv",
-        "config": {"store_method": "file_based", "save_interval_ms": 250},
-    }
     redis = {"name": "redis", "config": {"redis_url": "redis://x"}}
-    assert parse_settings({"adapter": redis, "save_interval_ms": 250}).store_adapter() == redis
+    assert parse_config({"adapter": redis, "save_interval_ms": 250}).store_adapter() == (
+        RedisAdapter(config=RedisConfig("redis://x"))
+    )
 
 
 @pytest.mark.parametrize(
@@ -40,8 +45,8 @@ def test_defaults_and_store_adapter() -> None:
     ],
 )
 def test_bad_blocks_are_refused(raw: object) -> None:
-    with pytest.raises(SettingsError):
-        parse_settings(raw)
+    with pytest.raises(BlockError):
+        parse_config(raw)
 
 
 def test_published_schemas_compile_and_accept_the_documented_samples() -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from actors.http.config import ConfigError, CorsSettings, MiddlewareSpec, parse_config
+from actors.http.config import parse_config
+from manifests.blocks import BlockError
+from manifests.blocks.http import HttpCors, HttpMiddleware
 
 
 def test_defaults() -> None:
+    raw: Any
     for raw in (None, {}):
         s = parse_config(raw)
         assert (s.port, s.host, s.default_timeout, s.concurrency_request_limit) == (
@@ -16,7 +21,7 @@ def test_defaults() -> None:
             30000,
             1024,
         )
-        assert s.cors is None and s.middleware == ()
+        assert s.cors is None and s.middleware == () and s.pre_handlers == ()
         assert s.timeout_s == 30.0
 
 
@@ -37,16 +42,16 @@ def test_full_block() -> None:
         }
     )
     assert s.port == 0 and s.timeout_s == 0.5 and s.concurrency_request_limit == 8
-    assert s.cors == CorsSettings(("http://localhost:3000",), ("GET",))
-    assert s.middleware == (
-        MiddlewareSpec("a", "preHandler", -1),
-        MiddlewareSpec("b", "preHandler", 10),
-        MiddlewareSpec("c", "preHandler", 10),
+    assert s.cors == HttpCors(("http://localhost:3000",), ("GET",))
+    assert s.pre_handlers == (
+        HttpMiddleware("a", "preHandler", -1),
+        HttpMiddleware("b", "preHandler", 10),
+        HttpMiddleware("c", "preHandler", 10),
     )
 
 
 def test_zero_concurrency_is_clamped() -> None:
-    assert parse_config({"concurrency_request_limit": 0}).concurrency_request_limit == 1
+    assert parse_config({"concurrency_request_limit": 0}).request_limit == 1
 
 
 @pytest.mark.parametrize(
@@ -71,5 +76,5 @@ def test_zero_concurrency_is_clamped() -> None:
     ],
 )
 def test_errors_name_the_field(raw: object, message: str) -> None:
-    with pytest.raises(ConfigError, match=message):
+    with pytest.raises(BlockError, match=message):
         parse_config(raw)

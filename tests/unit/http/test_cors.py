@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from actors.http.config import CorsSettings
 from actors.http.cors import CorsPolicy, origin_of
+from manifests.blocks.http import HttpCors
 
 
 def as_dict(headers: list[tuple[str, str]]) -> dict[str, str]:
@@ -21,12 +21,12 @@ def test_absent_is_permissive() -> None:
 
 
 def test_empty_or_star_origins_mean_any() -> None:
-    assert CorsPolicy(CorsSettings()).any_origin
-    assert CorsPolicy(CorsSettings(("http://a", "*"))).any_origin
+    assert CorsPolicy(HttpCors()).any_origin
+    assert CorsPolicy(HttpCors(("http://a", "*"))).any_origin
 
 
 def test_exact_origin_list_and_methods() -> None:
-    p = CorsPolicy(CorsSettings(("http://localhost:3000", "bad origin"), ("get", "POST")))
+    p = CorsPolicy(HttpCors(("http://localhost:3000", "bad origin"), ("get", "POST")))
     ok = as_dict(p.preflight_headers("http://localhost:3000"))
     assert ok["access-control-allow-origin"] == "http://localhost:3000"
     assert ok["access-control-allow-methods"] == "GET, POST"

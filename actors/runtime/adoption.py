@@ -18,7 +18,7 @@ import trio
 
 from transport.client import BusClient, FunctionError, InvocationContext
 
-__all__ = ["CALL_TIMEOUT", "ConfigAdoption"]
+__all__ = ["CALL_TIMEOUT", "Apply", "ConfigAdoption"]
 
 log = structlog.get_logger("configuration.adoption")
 
@@ -148,23 +148,6 @@ class ConfigAdoption:
     async def _on_change(self, data: Any, ctx: InvocationContext) -> Any:
         await self.reapply()
         return {"ok": True}
-
-
-# The ``redis`` adapter block as a JSON Schema; shared by the actors whose adapter choice
-# (iii-state, iii-pubsub) is held by the configuration worker.
-REDIS_ADAPTER_SCHEMA: Final[dict[str, Any]] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["name"],
-    "properties": {
-        "name": {"const": "redis"},
-        "config": {
-            "type": ["object", "null"],
-            "additionalProperties": False,
-            "properties": {"redis_url": {"type": "string"}},
-        },
-    },
-}
 
 
 def _register_trigger(

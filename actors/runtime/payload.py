@@ -1,16 +1,16 @@
 """Input checks for built-in functions: a payload that does not fit fails before any work with
 ``deserialization_error`` (WORKERS.md §5.2), as upstream's typed inputs do. Unknown keys (such
-as the engine's ``_caller_worker_id``) are ignored. Shared by the state, pubsub and
-configuration actors."""
+as the engine's ``_caller_worker_id``) are ignored. Shared by every actor's functions."""
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Final
 
 from transport.client import FunctionError
 from transport.jsonshape import json_type
 
-__all__ = ["DESERIALIZATION_ERROR", "Payload", "json_type"]
+__all__ = ["DESERIALIZATION_ERROR", "Payload"]
 
 DESERIALIZATION_ERROR: Final = "deserialization_error"
 _MISSING: Final = object()
@@ -50,13 +50,14 @@ class Payload:
             raise self.error(f"`{key}`: invalid type: {json_type(value)}, expected a string")
         return value
 
-    def opt_str(self, key: str) -> str | None:
+    # Annotations below ``str`` name the builtin explicitly: in the class body the method wins.
+    def opt_str(self, key: builtins.str) -> builtins.str | None:
         value = self.data.get(key)
         if value is not None and not isinstance(value, str):
             raise self.error(f"`{key}`: invalid type: {json_type(value)}, expected a string")
         return value
 
-    def opt_bool(self, key: str, default: bool = False) -> bool:
+    def opt_bool(self, key: builtins.str, default: bool = False) -> bool:
         value = self.data.get(key)
         if value is None:
             return default
