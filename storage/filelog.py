@@ -35,8 +35,8 @@ import structlog
 import trio
 
 from storage._util import owned_nursery
-from storage.fileio import StoreFiles, acquire_lock, encode_name, fsync_dir, write_all
 from storage.errors import StorageError, StorageUnavailableError
+from storage.fileio import StoreFiles, acquire_lock, encode_name, fsync_dir, write_all
 from storage.memory import MemoryKV
 from storage.records import (
     LOG_MAGIC,

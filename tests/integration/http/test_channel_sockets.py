@@ -65,6 +65,7 @@ def test_an_accepted_socket_still_works_after_refusals(stack: HttpStack) -> None
             await writer.aclose()
             got = await reader.get_message()
             await reader.aclose()
+        assert isinstance(got, bytes)  # binary frames stay binary
         return got
 
     assert trio.run(main) == b"hello"

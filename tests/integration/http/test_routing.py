@@ -42,7 +42,7 @@ def test_get_with_path_query_and_headers(client: Any, http: httpx.Client) -> Non
     try:
         resp = http.get(
             "/orders/42?q=hello%20there&limit=10&limit=11&flag",
-            headers={"X-Custom": "yes", "X-Utf8": "caf\u00e9".encode()},
+            headers=[(b"X-Custom", b"yes"), (b"X-Utf8", "caf\u00e9".encode())],
         )
         assert resp.status_code == 201
         assert resp.headers["x-order"] == "42"
