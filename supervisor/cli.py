@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,25 +22,50 @@ STATUS_NOT_READY = 3
 STATUS_UNKNOWN = 4
 
 
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def _common_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """Options every verb takes, before or after the verb (``-c x status``, ``status -c x``).
+
+    The top-level parser holds the defaults; the verbs' copies default to SUPPRESS, so a value
+    given before the verb is not overwritten by the verb's own default.
+    """
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "-c", "--config", type=Path, default=default(None), help="path to config.yaml"
+    )
+    parser.add_argument("--state-dir", type=Path, default=default(None), help="state directory")
+    parser.add_argument("--socket", type=Path, default=default(None), help="status socket path")
+    parser.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=default(None),
+        help="debug, info, warning or error (default: info, or $III_LOG_LEVEL)",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default=default(None),
+        help="log format (default: console on a TTY, JSON otherwise)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="iii-supervisor",
         description="An iii engine on trio that supervises every worker as its own process.",
     )
-    parser.add_argument("--log-level", default=None, help="debug, info, warning or error")
-    parser.add_argument(
-        "--log-format",
-        choices=("auto", "json", "console"),
-        default="auto",
-        help="log format (default: console on a TTY, JSON otherwise)",
-    )
+    _common_options(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
     where = argparse.ArgumentParser(add_help=False)
-    where.add_argument("-c", "--config", type=Path, default=None, help="path to config.yaml")
-    where.add_argument("--state-dir", type=Path, default=None, help="state directory")
-    where.add_argument("--socket", type=Path, default=None, help="status socket path")
+    _common_options(where, defaults=False)
 
     up = sub.add_parser(
         "up",
@@ -55,6 +81,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="NAME",
         help="start only these workers (and their dependencies)",
+    )
+    up.add_argument(
+        "--bus-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="address of the first listener, e.g. 0.0.0.0:49134 in a container",
     )
     up.add_argument(
         "--bus-port", type=int, default=None, help="port of the first listener (0: any free port)"
@@ -147,15 +179,47 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    json_logs = {"auto": None, "json": True, "console": False}[args.log_format]
-    configure_logging(args.log_level, json=json_logs)
+    configure_logging(args.log_level, json=_json_logs(args.log_format))
     handler = COMMANDS.get(args.command)
     if handler is None:
         return EXIT_USAGE
     return handler(args)
 
 
+def _json_logs(log_format: str | None) -> bool | None:
+    """``--log-format`` as configure_logging's ``json`` (None: decide by the TTY)."""
+    return {None: None, "auto": None, "json": True, "console": False}[log_format]
+
+
 # -- up ---------------------------------------------------------------------------------------
+
+
+def _setting(flag: Any, key: str, settings: dict[str, Any]) -> Any:
+    """A supervisor-wide setting: the flag, else ``III_SUPERVISOR_<KEY>``, else the config's."""
+    if flag is not None:
+        return flag
+    env = os.environ.get(f"III_SUPERVISOR_{key.upper()}")
+    if env not in (None, ""):
+        return env
+    return settings.get(key)
+
+
+def _anchored(settings: dict[str, Any], config: Path | None) -> dict[str, Any]:
+    """Relative ``socket``/``state_dir`` settings are relative to the config's folder, so that
+    ``up`` and a client run from elsewhere agree on them."""
+    out = dict(settings)
+    for key in ("socket", "state_dir"):
+        value = out.get(key)
+        if isinstance(value, str) and config is not None and not Path(value).is_absolute():
+            out[key] = str(config.parent / value)
+    return out
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    host, sep, port = str(value).rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise ValueError(f"--bus-listen {value!r}: expected HOST:PORT, e.g. 0.0.0.0:49134")
+    return host.strip("[]"), int(port)
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -168,14 +232,36 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     try:
         loaded = load(args.config, strict=args.strict)
+        if not args.strict and loaded.settings.values.get("strict"):
+            loaded = load(args.config, strict=True)
     except ConfigError as exc:
         print(f"iii-supervisor: invalid configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
     cfg = loaded.engine
-    settings = dict(loaded.settings.values)
-    bus_port = args.bus_port if args.bus_port is not None else settings.get("bus_port")
-    if bus_port is not None and cfg.listeners:
-        first = attrs.evolve(cfg.listeners[0], port=int(bus_port))
+    settings = _anchored(dict(loaded.settings.values), cfg.source)
+    # The config may set the log level and format too: flags and environment win over it.
+    level = (
+        args.log_level
+        or os.environ.get("III_SUPERVISOR_LOG_LEVEL")
+        or os.environ.get("III_LOG_LEVEL")
+        or settings.get("log_level")
+    )
+    fmt = _setting(args.log_format, "log_format", settings)
+    if (level, fmt) != (args.log_level, args.log_format):
+        configure_logging(level, json=_json_logs(fmt))
+    listen = _setting(args.bus_listen, "bus_listen", settings)
+    bus_port = _setting(args.bus_port, "bus_port", settings)
+    if (listen is not None or bus_port is not None) and cfg.listeners:
+        first = cfg.listeners[0]
+        try:
+            if listen is not None:
+                host, port = _host_port(listen)
+                first = attrs.evolve(first, host=host, port=port)
+            if bus_port is not None:
+                first = attrs.evolve(first, port=int(bus_port))
+        except ValueError as exc:
+            print(f"iii-supervisor: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         cfg = attrs.evolve(cfg, listeners=(first, *cfg.listeners[1:]))
     options = SupervisionOptions.resolve(
         flags={
@@ -195,6 +281,10 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 # -- the client verbs ---------------------------------------------------------------------------
 
+NOT_FOUND = (
+    "no supervisor answers — is `iii-supervisor up` running for this config? try `-c` or `--socket`"
+)
+
 
 def _config_path(args: argparse.Namespace) -> Path | None:
     if args.config is not None:
@@ -204,54 +294,90 @@ def _config_path(args: argparse.Namespace) -> Path | None:
     return None
 
 
-def _socket_path(args: argparse.Namespace) -> tuple[Path, list[Path]]:
-    from supervisor.supervision.statedir import resolve_state_dir, socket_candidates
+def socket_candidates_for(args: argparse.Namespace) -> list[Path]:
+    """Where ``up`` for these arguments listens, in the order docs/cli.md gives."""
+    from supervisor.supervision.statedir import (
+        configured_locations,
+        resolve_state_dir,
+        socket_candidates,
+    )
 
     config = _config_path(args)
-    state_dir = resolve_state_dir(args.state_dir, config)
-    candidates = socket_candidates(args.socket, state_dir, config, client=True)
-    for cand in candidates:
-        if cand.exists():
-            return cand, candidates
-    # Nothing there: name the path `up` would have bound for this config.
-    return socket_candidates(args.socket, state_dir, config)[0], candidates
+    settings = _anchored(configured_locations(config), config)
+    socket = _setting(args.socket, "socket", settings)
+    state_dir = resolve_state_dir(_setting(args.state_dir, "state_dir", settings), config)
+    return socket_candidates(socket, state_dir, config, client=True)
+
+
+class _NotFound(Exception):
+    def __init__(self, tried: list[tuple[Path, str]]) -> None:
+        super().__init__(NOT_FOUND)
+        self.tried = tried
 
 
 def _client(args: argparse.Namespace, timeout: float = 2.0) -> Any:
-    from supervisor.status.client import StatusClient
+    """A client connected to the first candidate that answers, or ``_NotFound`` listing each
+    path tried and why it did not answer."""
+    from supervisor.status.client import StatusClient, Unreachable
+    from supervisor.supervision.statedir import socket_problem
 
-    path, _ = _socket_path(args)
-    return StatusClient(path, timeout=timeout)
+    tried: list[tuple[Path, str]] = []
+    for path in socket_candidates_for(args):
+        problem = socket_problem(path)
+        if problem is None:
+            client = StatusClient(path, timeout=timeout)
+            try:
+                client.connect()
+                return client
+            except Unreachable as exc:
+                problem = exc.reason
+        tried.append((path, problem))
+    raise _NotFound(tried)
 
 
-def _unreachable(args: argparse.Namespace, exc: Exception) -> int:
-    _, tried = _socket_path(args)
+def _unreachable(exc: _NotFound, code: int = 1) -> int:
     print(f"iii-supervisor: {exc}", file=sys.stderr)
-    if len(tried) > 1:
-        print("  sockets tried: " + ", ".join(str(p) for p in tried), file=sys.stderr)
-    return 1
+    for path, problem in exc.tried:
+        print(f"  {path}: {problem}", file=sys.stderr)
+    return code
 
 
 def _request(
-    args: argparse.Namespace, cmd: str, cargs: dict[str, Any] | None = None, *, timeout: float = 2.0
+    args: argparse.Namespace,
+    cmd: str,
+    cargs: dict[str, Any] | None = None,
+    *,
+    timeout: float = 2.0,
+    unreachable: int = 1,
 ) -> Any:
     """Run one request; raises ``_Exit`` with the right code on any failure."""
-    from supervisor.status.client import ClientError, Unreachable
+    from supervisor.status.client import ClientError
 
     try:
         with _client(args, timeout=timeout) as client:
             return client.request(cmd, cargs)
-    except Unreachable as exc:
-        raise _Exit(_unreachable(args, exc)) from None
+    except _NotFound as exc:
+        raise _Exit(_unreachable(exc, unreachable)) from None
     except ClientError as exc:
-        print(f"iii-supervisor: {exc.message}", file=sys.stderr)
-        details = exc.details or {}
-        for err in details.get("errors", []) if isinstance(details, dict) else []:
-            print(f"  {err}", file=sys.stderr)
+        _print_error(exc)
         raise _Exit(STATUS_UNKNOWN if exc.code == "UNKNOWN_WORKER" else 1) from None
     except (OSError, ValueError) as exc:
         print(f"iii-supervisor: {exc}", file=sys.stderr)
         raise _Exit(1) from None
+
+
+def _print_error(exc: Any) -> None:
+    """An error reply, each problem once: a message that lists its ``details.errors`` too (as
+    ``reload``'s CONFIG_INVALID does, for clients that show only the message) loses its list."""
+    details = exc.details if isinstance(exc.details, dict) else {}
+    errors = [str(e) for e in details.get("errors", [])]
+    message = str(exc.message)
+    if errors:
+        kept = [line for line in message.splitlines() if line.strip() not in errors]
+        message = "\n".join(kept).rstrip(":\n ")
+    print(f"iii-supervisor: {message}", file=sys.stderr)
+    for err in errors:
+        print(f"  {err}", file=sys.stderr)
 
 
 class _Exit(Exception):
@@ -334,7 +460,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     cargs: dict[str, Any] = {"names": args.names} if args.names else {}
     if args.remote:
         cargs["remote"] = True
-    doc = _request(args, "status", cargs or None)
+    doc = _request(args, "status", cargs or None, unreachable=STATUS_UNKNOWN)
     workers = doc.get("workers", [])
     if args.json:
         print(json.dumps(doc, indent=2))
@@ -352,7 +478,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from supervisor.status.client import ClientError, Unreachable
+    from supervisor.status.client import ClientError
 
     cargs = {"names": args.names} if args.names else {}
     try:
@@ -368,10 +494,10 @@ def cmd_watch(args: argparse.Namespace) -> int:
                         f"{ev.get('ts', '')} {ev['worker']}: {ev['event']} pid {ev.get('pid')}",
                         flush=True,
                     )
-    except Unreachable as exc:
-        return _unreachable(args, exc)
+    except _NotFound as exc:
+        return _unreachable(exc, STATUS_UNKNOWN)
     except ClientError as exc:
-        print(f"iii-supervisor: {exc.message}", file=sys.stderr)
+        _print_error(exc)
         return 1
     except KeyboardInterrupt:
         return 0
@@ -443,7 +569,7 @@ def _print_log(line: dict[str, Any]) -> None:
 
 @_guard
 def cmd_logs(args: argparse.Namespace) -> int:
-    from supervisor.status.client import ClientError, Unreachable
+    from supervisor.status.client import ClientError
 
     cargs: dict[str, Any] = {"name": args.name, "tail": args.tail}
     if args.stream:
@@ -458,10 +584,10 @@ def cmd_logs(args: argparse.Namespace) -> int:
         with _client(args, timeout=3600.0) as client:
             for ev in client.stream("logs", cargs, timeout=None):
                 _print_log(ev)
-    except Unreachable as exc:
-        return _unreachable(args, exc)
+    except _NotFound as exc:
+        return _unreachable(exc)
     except ClientError as exc:
-        print(f"iii-supervisor: {exc.message}", file=sys.stderr)
+        _print_error(exc)
         return STATUS_UNKNOWN if exc.code == "UNKNOWN_WORKER" else 1
     except KeyboardInterrupt:
         return 0

@@ -136,11 +136,40 @@ def _run(c: Collector, path: Path | None, supervisor_yaml: Path | None) -> Loade
         settings, defaults = _supervisor_settings(c, supervisor_yaml, required=True)
     if src is None or src.doc.syntax_error:
         return None
+    inline = _inline_settings(c, src)
+    if inline:
+        settings = attrs.evolve(settings, values={**settings.values, **inline})
     engine = _engine(c, src, source_path, defaults)
     if engine is None:
         return None
     engine = attrs.evolve(engine, warnings=tuple(str(w) for w, _ in c.warnings))
     return LoadedConfig(engine, settings, tuple(w for w, _ in c.warnings))
+
+
+def _inline_settings(c: Collector, src: Source) -> dict[str, Any]:
+    """config.yaml's own ``supervisor:`` block: iii-supervisor.yaml's settings (no ``defaults:``),
+    winning over that file. Ours: upstream rejects the key, so a file meant for both keeps its
+    settings in iii-supervisor.yaml."""
+    data = src.doc.data
+    block = data.get("supervisor") if isinstance(data, dict) else None
+    if block is None:
+        return {}
+    if not isinstance(block, dict):
+        c.error(src, ("supervisor",), "supervisor", f"must be a mapping, got {type_name(block)}")
+        return {}
+    values: dict[str, Any] = {}
+    for key, value in block.items():
+        at = ("supervisor", key)
+        parse = SETTINGS_FIELDS.get(key) if isinstance(key, str) else None
+        if parse is None:
+            c.error(src, at, dotted(at), "unknown key" + did_you_mean(str(key), SETTINGS_FIELDS))
+            continue
+        try:
+            values[key] = parse(value)
+        except FieldError as exc:
+            for err in exc.errors:
+                c.error(src, (*at, *err.sub), dotted((*at, *err.sub)), str(err))
+    return values
 
 
 def _supervisor_settings(
@@ -190,19 +219,10 @@ def _engine(
         c.error(src, (), "", f"the top level must be a mapping, got {type_name(data)}")
         return None
     for key in data:
-        if key in TOP_LEVEL_KEYS:
+        if key in TOP_LEVEL_KEYS or key == "supervisor":  # supervisor: read by _inline_settings
             continue
-        if key == "supervisor":
-            c.error(
-                src,
-                (key,),
-                "supervisor",
-                "unknown top-level key — supervisor-wide settings go in "
-                f"{SUPERVISOR_YAML} next to config.yaml",
-            )
-        else:
-            hint = did_you_mean(str(key), TOP_LEVEL_KEYS)
-            c.error(src, (key,), dotted((key,)), "unknown top-level key" + hint)
+        hint = did_you_mean(str(key), TOP_LEVEL_KEYS)
+        c.error(src, (key,), dotted((key,)), "unknown top-level key" + hint)
     grace = _grace(c, src, data)
     raw_entries: list[tuple[str, int, dict[str, Any]]] = []
     for section in ("workers", "modules"):

@@ -22,6 +22,7 @@ class Unreachable(OSError):
     def __init__(self, path: Path, reason: str) -> None:
         super().__init__(f"cannot reach the supervisor at {path}: {reason} — {NOT_FOUND_HINT}")
         self.path = path
+        self.reason = reason
 
 
 class ClientError(Exception):

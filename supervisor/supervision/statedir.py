@@ -1,9 +1,10 @@
 """The state directory: its location, the single-instance lock, ``state.json``, worker files.
 
 Locations follow SUPERVISOR.md §4.4 and §13.1 (``--state-dir`` → ``III_SUPERVISOR_STATE_DIR``
-→ systemd's ``$STATE_DIRECTORY`` → XDG / ``/var/lib``; the status socket likewise), so that
-the CLI, run from the same project, finds the server without flags. ``state.json`` is written
-atomically and is only ever used for the startup orphan sweep (§10.3): we adopt nothing.
+→ the config's ``state_dir`` → systemd's ``$STATE_DIRECTORY`` → XDG / ``/var/lib``; the status
+socket likewise), so that the CLI, given the same config or run from the same project, finds the
+server without flags (docs/cli.md#finding-the-supervisor). ``state.json`` is written atomically
+and is only ever used for the startup orphan sweep (§10.3): we adopt nothing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import signal
+import stat
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -26,10 +29,12 @@ from supervisor.supervision import procfs
 __all__ = [
     "AlreadyRunning",
     "StateDir",
+    "configured_locations",
     "project_slug",
     "resolve_state_dir",
     "resolve_socket_path",
     "socket_candidates",
+    "socket_problem",
     "SUN_PATH_MAX",
 ]
 
@@ -38,6 +43,10 @@ log = structlog.get_logger(__name__)
 STATE_VERSION = 1
 SUN_PATH_MAX = 107
 SYSTEMD_SOCKET = Path("/run/iii-supervisor/control.sock")
+SETTINGS_FILE = "iii-supervisor.yaml"  # the loader's SUPERVISOR_YAML, next to config.yaml
+# The loader's ``${NAME}`` / ``${NAME:default}`` (WORKERS.md §1.3). Repeated here because the
+# config room costs the CLI ~150 ms to import, and `status`/`health` are exec probes (§14).
+_PLACEHOLDER = re.compile(r"\$\{([^}:]+)(?::([^}]*))?\}")
 
 
 class AlreadyRunning(RuntimeError):
@@ -92,7 +101,12 @@ def socket_candidates(
     *,
     client: bool = False,
 ) -> list[Path]:
-    """Status socket paths in priority order (§13.1); the server binds the first."""
+    """Status socket paths in priority order (§13.1); the server binds the first.
+
+    An explicit path (``--socket``, ``III_SUPERVISOR_SOCKET``, the config's ``socket``) is the
+    only candidate. The client also tries the shipped unit's ``/run/iii-supervisor/control.sock``
+    — last, unlike §13.1, so that a project's own supervisor wins over a system one.
+    """
     env = os.environ if environ is None else environ
     if explicit:
         return [Path(explicit)]
@@ -101,15 +115,74 @@ def socket_candidates(
     out: list[Path] = []
     if env.get("RUNTIME_DIRECTORY"):
         out.append(Path(env["RUNTIME_DIRECTORY"].split(":")[0]) / "control.sock")
-    if client:
-        out.append(SYSTEMD_SOCKET)
     slug = project_slug(config_path)
     if env.get("XDG_RUNTIME_DIR"):
         out.append(Path(env["XDG_RUNTIME_DIR"]) / "iii-supervisor" / f"{slug}.sock")
     elif os.geteuid() == 0:
         out.append(Path("/run/iii-supervisor") / f"{slug}.sock")
     out.append(state_dir / "control.sock")
+    if client and SYSTEMD_SOCKET not in out:
+        out.append(SYSTEMD_SOCKET)
     return out
+
+
+def socket_problem(path: Path) -> str | None:
+    """Why ``path`` cannot be a status socket to connect to, or None when it may be one.
+
+    Never raises: a directory we may not search (``/run/iii-supervisor`` of a root supervisor,
+    seen by a user) is a reason, not an error.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "no such socket"
+    except PermissionError:
+        return "permission denied"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if stat.S_ISSOCK(mode) else "not a socket"
+
+
+def configured_locations(
+    config_path: Path | None, environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """``socket`` and ``state_dir`` as a config sets them: its ``supervisor:`` block, over
+    ``iii-supervisor.yaml`` next to it (the loader's order). For the CLI, which must find a
+    running ``up`` without loading the whole config; a file it cannot read or parse sets
+    nothing (``up`` and ``check`` report those)."""
+    if config_path is None:
+        return {}
+    env = os.environ if environ is None else environ
+    found: dict[str, str] = {}
+    for path, block in ((config_path.parent / SETTINGS_FILE, None), (config_path, "supervisor")):
+        data = _read_yaml(path, env)
+        if block is not None:
+            data = data.get(block) if isinstance(data, dict) else None
+        if isinstance(data, dict):
+            for key in ("socket", "state_dir"):
+                if isinstance(data.get(key), str) and data[key]:
+                    found[key] = data[key]
+    return found
+
+
+def _read_yaml(path: Path, env: Mapping[str, str]) -> Any:
+    import yaml  # only when there is a config to read: exec probes usually have none
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+    def substitute(m: re.Match[str]) -> str:
+        value = env.get(m.group(1))
+        if value is None:
+            value = m.group(2)
+        return m.group(0) if value is None else value
+
+    try:
+        return yaml.safe_load(_PLACEHOLDER.sub(substitute, text))
+    except yaml.YAMLError:
+        return None
 
 
 def resolve_socket_path(
@@ -240,10 +313,12 @@ class StateDir:
             if not isinstance(rec, dict):
                 continue
             for pid_key, st_key in (("keeper_pid", "keeper_start_time"), ("pid", "start_time")):
-                pid = rec.get(pid_key)
-                st = procfs.read_stat(int(pid)) if pid else None
+                recorded = rec.get(pid_key)
+                if not isinstance(recorded, int) or recorded <= 0:
+                    continue
+                st = procfs.read_stat(recorded)
                 if st is not None and st.state != "Z" and st.starttime == rec.get(st_key):
-                    targets.add(int(pid))
+                    targets.add(recorded)
             pgid = rec.get("pgid")
             if pgid and old_pid:
                 for pid in table.members(int(pgid), force=True):

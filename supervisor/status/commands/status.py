@@ -14,7 +14,7 @@ CLI::
     iii-supervisor status [NAME…] [--json] [--remote]
 
 One supervisorctl-style line per worker; exit 0 when every named (or autostart) worker is
-ready, 3 when one is not, 4 for an unknown name, 1 when the supervisor is unreachable.
+ready, 3 when one is not, 4 for an unknown name or when no supervisor answers.
 """
 
 from __future__ import annotations

@@ -87,9 +87,9 @@ CONFIG_CASES = {
         "workers:\n  - name: a\n    supervise: {command: x\n",
         ["config.yaml:", "YAML syntax error at line", "column"],
     ),
-    "supervisor_top_level_key": (
-        "supervisor:\n  shutdown_timeout: 30s\nworkers: []\n",
-        ["config.yaml:1: supervisor: unknown top-level key", "iii-supervisor.yaml"],
+    "supervisor_block_unknown_key": (
+        "supervisor:\n  shutdown_timout: 30s\nworkers: []\n",
+        ["config.yaml:2: supervisor.shutdown_timout: unknown key (did you mean shutdown_timeout?)"],
     ),
     "restart_sometimes": (
         "workers:\n  - name: a\n    supervise:\n      command: x\n      restart: sometimes\n",
@@ -145,7 +145,7 @@ def test_all_errors_of_every_file_in_one_report(write: Write) -> None:
         "config.yaml",
         """
         # ${UNSET_VAR}
-        supervisor: {}
+        supervisor: {sockt: x}
         workers:
           - name: iii-http
             config: {port: abc}
@@ -163,7 +163,7 @@ def test_all_errors_of_every_file_in_one_report(write: Write) -> None:
     )
     expected = [
         "config.yaml:1: environment variable UNSET_VAR is not set and has no default",
-        "config.yaml:2: supervisor: unknown top-level key",
+        "config.yaml:2: supervisor.sockt: unknown key (did you mean socket?)",
         "config.yaml:5: workers[0] (iii-http): port: expected int, got 'abc'",
         "config.yaml:7: workers[1].supervise.restart: must be one of always",
         "config.yaml:7: workers[1].supervise.stop_timeout: duration needs a unit (e.g. 30s)",

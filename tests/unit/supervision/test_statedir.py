@@ -48,8 +48,9 @@ def test_socket_priority(tmp_path: Path) -> None:
     xdg = resolve_socket_path(None, state, cfg, {"XDG_RUNTIME_DIR": "/run/user/1"})
     assert xdg.parent == Path("/run/user/1/iii-supervisor") and xdg.name.startswith("p-")
     client = socket_candidates(None, state, cfg, {}, client=True)
-    assert Path("/run/iii-supervisor/control.sock") in client
-    assert client[-1] == state / "control.sock"
+    # The shipped unit's socket last: a project's own supervisor wins (docs/cli.md).
+    assert client[-1] == Path("/run/iii-supervisor/control.sock")
+    assert client[-2] == state / "control.sock"
 
 
 def test_lock_refuses_a_second_holder(tmp_path: Path) -> None:
