@@ -20,7 +20,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from transport.carrier import CLOSE_RECONNECT, CarrierClosed
+from transport.carrier import CLOSE_RECONNECT, CarrierClosed, try_write_fd
 from transport.wsframes import (
     OP_BINARY,
     OP_CLOSE,
@@ -78,6 +78,7 @@ class WebSocketServerConnection:
         self._send_lock = trio.StrictFIFOLock()
         self._pings: dict[bytes, trio.Event] = {}
         self._ping_ids = itertools.count()
+        self._fd = stream.socket.fileno()
 
     # -- handshake ---------------------------------------------------------------------
 
@@ -170,6 +171,25 @@ class WebSocketServerConnection:
                     self._closed = True
         return self._ready.popleft()
 
+    @staticmethod
+    def frame(payload: bytes) -> bytes:
+        return encode_frame(OP_TEXT, payload)
+
+    def try_write(self, data: bytes) -> bytes | None:
+        """Write now if the socket is idle; the unsent rest, or None (busy: queue it)."""
+        if not self._open or self._closed or self._send_lock.locked():
+            return None
+        try:
+            return try_write_fd(self._fd, data)
+        except CarrierClosed:
+            self._closed = True
+            raise
+
+    async def write_raw(self, data: bytes) -> None:
+        if self._closed:
+            raise CarrierClosed()
+        await self._write(data)
+
     async def send_many(self, payloads: list[bytes]) -> None:
         """Frame a batch of JSON payloads (already UTF-8) as text and write them in one go."""
         if self._closed:
@@ -240,6 +260,7 @@ class WebSocketServerConnection:
 
     async def _close_stream(self) -> None:
         self._closed = True
+        self._fd = -1
         with trio.move_on_after(1) as scope:
             scope.shield = True
             try:

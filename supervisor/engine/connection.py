@@ -1,7 +1,9 @@
 """One worker link as the bus sees it: identity, namespace state, leases, outbound queue.
 
-A connection never blocks the bus: ``send`` only enqueues; a writer task per connection
-drains the queue onto its carrier in order, batching what has piled up.
+A connection never blocks the bus. ``send`` writes straight to the socket when nothing is
+queued or being written and the kernel takes the whole frame (no task switch: the hot path);
+otherwise it enqueues, and a writer task per connection drains the queue onto its carrier in
+order, batching what has piled up. Either way messages leave in the order they were sent.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import structlog
 import trio
 
 from transport import codec
+from transport.carrier import CarrierClosed
 
 log = structlog.get_logger(__name__)
 
@@ -62,6 +65,10 @@ class Connection:
     _send: trio.MemorySendChannel[Any] | None = None
     _recv: trio.MemoryReceiveChannel[Any] | None = None
     _queued: int = 0
+    _writing: bool = False  # the writer holds frames it has not finished writing
+    _frame: Callable[[bytes], bytes] | None = None
+    _try_write: Callable[[bytes], bytes | None] | None = None
+    _write_raw: Callable[[bytes], Awaitable[None]] | None = None
 
     def __attrs_post_init__(self) -> None:
         self._send, self._recv = trio.open_memory_channel(math.inf)
@@ -70,10 +77,37 @@ class Connection:
     def ns(self) -> str:
         return self.namespace or "default"
 
+    def use_carrier(self, carrier: Any) -> None:
+        """Write frames ourselves (and directly when possible) if the carrier allows it."""
+        frame = getattr(carrier, "frame", None)
+        try_write = getattr(carrier, "try_write", None)
+        write_raw = getattr(carrier, "write_raw", None)
+        if frame is not None and try_write is not None and write_raw is not None:
+            self._frame, self._try_write, self._write_raw = frame, try_write, write_raw
+
     def send(self, msg: Any) -> bool:
-        """Queue a message; False if the connection is closing or hopelessly behind."""
+        """Send or queue a message; False if the connection is closing or hopelessly behind."""
         if self.closing or self._send is None:
             return False
+        if self._try_write is not None and not self._queued and not self._writing:
+            assert self._frame is not None
+            try:
+                data = self._frame(codec.encode(msg))
+            except TypeError as exc:
+                log.error("unencodable message dropped", tag=msg.TAG, error=str(exc))
+                return False
+            try:
+                rest = self._try_write(data)
+            except CarrierClosed:
+                self.closing = True
+                if self.cancel_scope is not None:
+                    self.cancel_scope.cancel()
+                return False
+            if rest is None:
+                rest = data  # another writer holds the socket: queue the frame
+            elif not rest:
+                return True
+            msg = bytes(rest)  # the unsent tail goes first, before anything queued later
         if self._queued >= OUTBOX_LIMIT:
             log.warning("outbox full, cutting off slow worker", worker_id=self.worker_id)
             self.closing = True
@@ -91,7 +125,9 @@ class Connection:
         """Drain the outbox onto the carrier, batching whatever is already queued."""
         assert self._recv is not None
         recv = self._recv
+        frame = self._frame
         async for first in recv:
+            self._writing = True
             msgs = [first]
             while len(msgs) < 256:
                 try:
@@ -99,13 +135,24 @@ class Connection:
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             self._queued -= len(msgs)
-            batch = []
+            batch: list[bytes] = []
             for msg in msgs:
+                if type(msg) is bytes:  # already framed (the tail of a direct write)
+                    batch.append(msg)
+                    continue
                 try:
-                    batch.append(codec.encode(msg))
+                    payload = codec.encode(msg)
                 except TypeError as exc:
                     log.error("unencodable message dropped", tag=msg.TAG, error=str(exc))
-            await carrier.send_many(batch)
+                    continue
+                batch.append(frame(payload) if frame is not None else payload)
+            try:
+                if self._write_raw is not None:
+                    await self._write_raw(b"".join(batch))
+                else:
+                    await carrier.send_many(batch)
+            finally:
+                self._writing = False
 
     def close_outbox(self) -> None:
         if self._send is not None:

@@ -125,6 +125,7 @@ class BusEdge:
         if isinstance(carrier, StreamCarrier):
             carrier.ping_handler = lambda timeout: self._local_ping(conn, timeout)
         conn.pinger = carrier.ping
+        conn.use_carrier(carrier)
         self.bus.attach(conn)
         task_status.started(conn)
         try:
