@@ -20,6 +20,7 @@ import structlog
 
 from supervisor.engine.channels import ChannelRegistry
 from supervisor.engine.connection import Connection
+from supervisor.engine.enqueue import enqueue
 from supervisor.engine.errors import (
     DEFAULT,
     INVALID_NAMESPACE_MSG,
@@ -379,20 +380,20 @@ class Bus:
             namespace = DEFAULT
         elif blank(namespace):
             err = error("INVALID_NAMESPACE", INVALID_NAMESPACE_MSG.format(field="namespace"))
-            self._reply(conn, reply_id, msg, None, err)
+            self.reply(conn, reply_id, msg, None, err)
             return
         if action is not None and action.type != "void":
             if action.type == "enqueue":
-                self._enqueue(conn, msg, namespace, reply_id)
+                enqueue(self, conn, msg, namespace, reply_id)
             else:
                 err = error("invalid_action", f"Unknown action type {action.type!r}")
-                self._reply(conn, reply_id, msg, None, err)
+                self.reply(conn, reply_id, msg, None, err)
             return
         entry = self.functions.get((namespace, msg.function_id))
         if entry is None:
             if reply_id is None:
                 log.info("void call to unknown function", function_id=msg.function_id, ns=namespace)
-            self._reply(conn, reply_id, msg, None, self.not_found(msg.function_id, namespace))
+            self.reply(conn, reply_id, msg, None, self.not_found(msg.function_id, namespace))
             return
         data = msg.data
         if conn.kind != "local" and type(data) is dict:
@@ -410,7 +411,7 @@ class Bus:
             baggage=msg.baggage,
         )
 
-    def _reply(
+    def reply(
         self,
         conn: Connection,
         invocation_id: str | None,
@@ -432,36 +433,6 @@ class Bus:
                 invocation_id, msg.function_id, result, err, msg.traceparent, msg.baggage
             )
         )
-
-    def _enqueue(
-        self, conn: Connection, msg: m.InvokeFunction, ns: str, reply_id: str | None
-    ) -> None:
-        assert msg.action is not None
-        receipt = str(uuid.uuid4())
-        payload: dict[str, Any] = {
-            "queue": msg.action.queue,
-            "function_id": msg.function_id,
-            "data": msg.data,
-            "messageReceiptId": receipt,
-            "traceparent": msg.traceparent,
-            "baggage": msg.baggage,
-        }
-        if ns != DEFAULT:
-            payload["namespace"] = ns
-
-        def done(result: Any, err: m.ErrorBody | None) -> None:
-            if err is None:
-                self._reply(conn, reply_id, msg, {"messageReceiptId": receipt}, None)
-                return
-            text = f"{err.code}: {err.message}"
-            if err.code == "function_not_found":
-                text = (
-                    "No queue provider is installed: engine::queue::enqueue is not registered "
-                    f"(add the `queue` worker). {err.message}"
-                )
-            self._reply(conn, reply_id, msg, None, error("enqueue_error", text))
-
-        self.internal_invoke("engine::queue::enqueue", payload, on_done=done)
 
     def internal_invoke(
         self,

@@ -9,7 +9,7 @@ Registration hooks (RBAC, later) may refuse a message before it is applied.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -20,7 +20,9 @@ from supervisor.engine.triggers import Binding, Provider
 from transport import messages as m
 
 if TYPE_CHECKING:
-    from supervisor.engine.bus import Bus
+    from supervisor.engine.functions import FunctionTable
+    from supervisor.engine.hooks import Hooks
+    from supervisor.engine.triggers import TriggerTable
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +41,24 @@ def sanitize(value: Any) -> str | None:
     return cleaned or None
 
 
+class RegistrarHost(Protocol):
+    """What registrations need of the bus (the bus implements it; no import of the bus)."""
+
+    connections: dict[str, Connection]
+    functions: FunctionTable
+    triggers: TriggerTable
+    names: dict[tuple[str, str], Connection]
+    services: dict[tuple[str, str], dict[str, Any]]
+    hooks: Hooks
+
+    def live(self, conn: Connection | None) -> bool: ...
+    def touch(self, conn: Connection) -> None: ...
+    def emit(self, kind: str, conn: Connection) -> None: ...
+    def fire_event(self, type_id: str, payload: Any) -> None: ...
+    def functions_changed(self) -> None: ...
+    def cleanup(self, conn: Connection) -> None: ...
+
+
 class Registrar:
     HANDLED = (
         m.RegisterFunction,
@@ -50,7 +70,7 @@ class Registrar:
         m.UnregisterTriggerType,
     )
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: RegistrarHost) -> None:
         self.bus = bus
         self._apply: dict[type, Callable[[Connection, Any], None]] = {
             m.RegisterFunction: self.register_function,

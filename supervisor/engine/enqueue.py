@@ -1,0 +1,67 @@
+"""``TriggerAction.Enqueue`` (PROTOCOL.md §7.8): a call handed to the queue provider.
+
+The bus turns an ``invokefunction`` with ``action: enqueue`` into a call of
+``engine::queue::enqueue`` and answers the caller with the receipt, or ``enqueue_error``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Protocol
+
+from supervisor.engine.connection import Connection
+from supervisor.engine.errors import DEFAULT, error
+from supervisor.engine.invocations import Outcome
+from transport import messages as m
+
+
+class EnqueueHost(Protocol):
+    def reply(
+        self,
+        conn: Connection,
+        invocation_id: str | None,
+        msg: m.InvokeFunction,
+        result: Any,
+        err: m.ErrorBody | None,
+    ) -> None: ...
+
+    def internal_invoke(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        namespace: str = DEFAULT,
+        metadata: Any = None,
+        on_done: Outcome | None = None,
+    ) -> None: ...
+
+
+def enqueue(
+    bus: EnqueueHost, conn: Connection, msg: m.InvokeFunction, ns: str, reply_id: str | None
+) -> None:
+    assert msg.action is not None
+    receipt = str(uuid.uuid4())
+    payload: dict[str, Any] = {
+        "queue": msg.action.queue,
+        "function_id": msg.function_id,
+        "data": msg.data,
+        "messageReceiptId": receipt,
+        "traceparent": msg.traceparent,
+        "baggage": msg.baggage,
+    }
+    if ns != DEFAULT:
+        payload["namespace"] = ns
+
+    def done(result: Any, err: m.ErrorBody | None) -> None:
+        if err is None:
+            bus.reply(conn, reply_id, msg, {"messageReceiptId": receipt}, None)
+            return
+        text = f"{err.code}: {err.message}"
+        if err.code == "function_not_found":
+            text = (
+                "No queue provider is installed: engine::queue::enqueue is not registered "
+                f"(add the `queue` worker). {err.message}"
+            )
+        bus.reply(conn, reply_id, msg, None, error("enqueue_error", text))
+
+    bus.internal_invoke("engine::queue::enqueue", payload, on_done=done)
