@@ -176,7 +176,9 @@ def test_a_change_that_is_undone_within_the_second_still_fires(bus: Bus, clock: 
 
 def test_a_thousand_registrations_make_one_changed_event_per_flush(bus: Bus) -> None:
     seen: list[tuple[str, int]] = []
-    bus.add_observer(lambda ev: ev.kind == "changed" and seen.append((ev.kind, ev.worker.revision)))
+    bus.add_observer(
+        lambda ev: seen.append((ev.kind, ev.worker.revision)) if ev.kind == "changed" else None
+    )
     asked: list[int] = []
     bus.on_changes = lambda: asked.append(1)
     w = Worker(bus, "w")
@@ -200,7 +202,9 @@ def test_views_read_function_lists_only_when_asked(bus: Bus) -> None:
 
 def test_drained_is_reported_when_the_last_running_call_ends(bus: Bus) -> None:
     kinds: list[str] = []
-    bus.add_observer(lambda ev: ev.kind == "drained" and kinds.append(ev.worker.name or ""))
+    bus.add_observer(
+        lambda ev: kinds.append(ev.worker.name or "") if ev.kind == "drained" else None
+    )
     a, b = Worker(bus, "svc"), Worker(bus, "b")
     a.register("f")
     b.call("f", {})

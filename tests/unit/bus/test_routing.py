@@ -533,7 +533,9 @@ def test_observers_see_registration_and_departure(bus: Bus) -> None:
     seen: list[tuple[str, str | None]] = []
     # attach() also reports "connected" (the old fixture bypassed it); this test is about
     # what follows.
-    bus.add_observer(lambda ev: ev.kind != "connected" and seen.append((ev.kind, ev.worker.name)))
+    bus.add_observer(
+        lambda ev: seen.append((ev.kind, ev.worker.name)) if ev.kind != "connected" else None
+    )
     a = Worker(bus, "a")
     a.leave()
     assert seen == [("registered", "a"), ("disconnected", "a")]
