@@ -110,7 +110,7 @@ class StreamCarrier:
         self, stream: trio.abc.Stream, *, max_frame: int = DEFAULT_MAX_FRAME, peer: str = "local"
     ) -> None:
         self.stream = stream
-        self.peer = peer
+        self.peer: str | None = peer
         self._decoder = FrameDecoder(max_frame)
         self._ready: list[bytes] = []
         self._send_lock = trio.Lock()

@@ -56,8 +56,11 @@ converter.register_structure_hook(Any, lambda v, _: v)
 _ALWAYS = {m.RegisterTrigger: ("config",), m.InvokeFunction: ("data",)}
 
 
+_MODEL_CLASSES: frozenset[type] = frozenset((m.ErrorBody, m.TriggerAction, *m.ALL_MESSAGES))
+
+
 def _make_unstructure(cls: type) -> Any:
-    keep = {name: override(omit_if_default=False) for name in _ALWAYS.get(cls, ())}
+    keep: dict[str, Any] = {name: override(omit_if_default=False) for name in _ALWAYS.get(cls, ())}
     return make_dict_unstructure_fn(cls, converter, _cattrs_omit_if_default=True, **keep)
 
 
@@ -67,7 +70,6 @@ converter.register_unstructure_hook_factory(lambda cls: cls in _MODEL_CLASSES, _
 converter.register_structure_hook_factory(
     lambda cls: cls in _MODEL_CLASSES, lambda cls: make_dict_structure_fn(cls, converter)
 )
-_MODEL_CLASSES = frozenset((m.ErrorBody, m.TriggerAction, *m.ALL_MESSAGES))
 
 
 def generic_to_dict(msg: Any) -> dict[str, Any]:

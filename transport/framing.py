@@ -30,7 +30,7 @@ class FrameDecoder:
         self._buf = bytearray()
         self._need: int | None = None
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray) -> list[bytes]:
         self._buf += data
         out: list[bytes] = []
         buf = self._buf

@@ -80,7 +80,7 @@ class FrameParser:
         self._parts: list[bytes] = []
         self._size = 0
 
-    def feed(self, data: bytes) -> list[Message | Control]:
+    def feed(self, data: bytes | bytearray) -> list[Message | Control]:
         """Consume bytes; return the complete messages and control frames, in order."""
         buf = self._buf
         buf += data

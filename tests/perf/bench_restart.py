@@ -23,6 +23,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import yaml
 from websockets.sync.client import connect
@@ -68,20 +69,20 @@ def cmdline(pid: int) -> str:
         return "?"
 
 
-def call(ws: object, function_id: str, data: object) -> dict:
+def call(ws: Any, function_id: str, data: object) -> dict:
     inv = str(uuid.uuid4())
     ws.send(
         json.dumps(
             {
                 "type": "invokefunction",
-                "invocation_id": inv,  # type: ignore[attr-defined]
+                "invocation_id": inv,
                 "function_id": function_id,
                 "data": data,
             }
         )
     )
     while True:
-        msg = json.loads(ws.recv(timeout=10))  # type: ignore[attr-defined]
+        msg = json.loads(ws.recv(timeout=10))
         if msg.get("invocation_id") == inv:
             return msg
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,7 @@ async def wait_gone(marker: str, within: float) -> None:
 
 
 @pytest.fixture
-def marker() -> str:
+def marker() -> Iterator[str]:
     m = str(uuid.uuid4())
     yield m
     for pid in marked_pids(m):  # never leak into other tests

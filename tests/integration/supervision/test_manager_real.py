@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,7 +48,7 @@ class StoppedAwareBus(FakeBus):
 
 
 @pytest.fixture
-def marker() -> str:
+def marker() -> Iterator[str]:
     m = str(uuid.uuid4())
     yield m
     for pid in marked_pids(m):

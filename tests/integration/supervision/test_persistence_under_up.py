@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from iii import InvocationError
@@ -94,7 +95,10 @@ def test_fsync_always_keeps_acknowledged_writes_across_supervisor_sigkills(
 
         thread = threading.Thread(target=writer, args=(round_no, client, stop))
         thread.start()
-        wait_for(lambda n=round_no: sum(k.startswith(f"r{n}-") for k in acknowledged) > 20, 20)
+        wait_for(
+            partial(lambda n: sum(k.startswith(f"r{n}-") for k in acknowledged) > 20, round_no),
+            20,
+        )
         assert up.proc is not None
         os.kill(up.proc.pid, signal.SIGKILL)  # the supervisor only: keepers do the rest
         up.proc.wait(10)

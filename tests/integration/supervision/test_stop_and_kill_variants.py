@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def test_sigkill_at_random_points_during_startup_never_leaves_a_process(
         assert up.proc is not None
         os.kill(up.proc.pid, signal.SIGKILL)
         up.proc.wait(5)
-        wait_for(lambda u=up: not marked_pids(u.marker), 6.0)
+        wait_for(partial(lambda u: not marked_pids(u.marker), up), 6.0)
     assert time.monotonic() - started < 60
 
 

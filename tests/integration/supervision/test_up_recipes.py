@@ -64,7 +64,7 @@ def test_crash_loop_backoff_intensity_failed(up_factory: UpFactory) -> None:
     w = up.wait_state("crasher", "failed", timeout=10)
     t.join(5)
     stop.set()
-    spawns = [e for e in w and [ev for _, ev in events] if e.get("event") == "spawned"]
+    spawns = [ev for _, ev in events if ev.get("event") == "spawned"]
     assert w["spawns"] == 4 and w["restarts"] == 3
     assert w["last_error"]["code"] == "RESTART_INTENSITY"
     assert w["last_exit"]["code"] == 1 and w["last_exit"]["cause"] == "exited"

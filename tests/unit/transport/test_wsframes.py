@@ -68,6 +68,7 @@ def test_fragmented_message_with_a_ping_in_the_middle() -> None:
 def test_close_frame_is_a_control_item() -> None:
     wire = client_frames().close(1000, "bye")
     (item,) = parser().feed(wire)
+    assert isinstance(item, Control)
     assert item.opcode == OP_CLOSE and item.payload[:2] == (1000).to_bytes(2, "big")
 
 
