@@ -204,17 +204,6 @@ def _setting(flag: Any, key: str, settings: dict[str, Any]) -> Any:
     return settings.get(key)
 
 
-def _anchored(settings: dict[str, Any], config: Path | None) -> dict[str, Any]:
-    """Relative ``socket``/``state_dir`` settings are relative to the config's folder, so that
-    ``up`` and a client run from elsewhere agree on them."""
-    out = dict(settings)
-    for key in ("socket", "state_dir"):
-        value = out.get(key)
-        if isinstance(value, str) and config is not None and not Path(value).is_absolute():
-            out[key] = str(config.parent / value)
-    return out
-
-
 def _host_port(value: str) -> tuple[str, int]:
     host, sep, port = str(value).rpartition(":")
     if not sep or not port.isdigit() or not host:
@@ -229,6 +218,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     from supervisor.app import EXIT_CONFIG, run_up
     from supervisor.config import ConfigError, load
     from supervisor.supervision.runtime import SupervisionOptions
+    from supervisor.supervision.statedir import anchored
 
     try:
         loaded = load(args.config, strict=args.strict)
@@ -238,7 +228,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"iii-supervisor: invalid configuration\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
     cfg = loaded.engine
-    settings = _anchored(dict(loaded.settings.values), cfg.source)
+    settings = anchored(dict(loaded.settings.values), cfg.source)
     # The config may set the log level and format too: flags and environment win over it.
     level = (
         args.log_level
@@ -296,17 +286,9 @@ def _config_path(args: argparse.Namespace) -> Path | None:
 
 def socket_candidates_for(args: argparse.Namespace) -> list[Path]:
     """Where ``up`` for these arguments listens, in the order docs/cli.md gives."""
-    from supervisor.supervision.statedir import (
-        configured_locations,
-        resolve_state_dir,
-        socket_candidates,
-    )
+    from supervisor.supervision.statedir import client_candidates
 
-    config = _config_path(args)
-    settings = _anchored(configured_locations(config), config)
-    socket = _setting(args.socket, "socket", settings)
-    state_dir = resolve_state_dir(_setting(args.state_dir, "state_dir", settings), config)
-    return socket_candidates(socket, state_dir, config, client=True)
+    return client_candidates(_config_path(args), args.socket, args.state_dir)
 
 
 class _NotFound(Exception):

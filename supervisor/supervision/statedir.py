@@ -29,6 +29,8 @@ from supervisor.supervision import procfs
 __all__ = [
     "AlreadyRunning",
     "StateDir",
+    "anchored",
+    "client_candidates",
     "configured_locations",
     "project_slug",
     "resolve_state_dir",
@@ -163,6 +165,35 @@ def configured_locations(
                 if isinstance(data.get(key), str) and data[key]:
                     found[key] = data[key]
     return found
+
+
+def anchored(settings: Mapping[str, Any], config_path: Path | None) -> dict[str, Any]:
+    """Relative ``socket``/``state_dir`` settings are relative to the config's folder, so that
+    ``up`` and a client run from elsewhere agree on them."""
+    out = dict(settings)
+    for key in ("socket", "state_dir"):
+        value = out.get(key)
+        if isinstance(value, str) and config_path is not None and not Path(value).is_absolute():
+            out[key] = str(Path(config_path).parent / value)
+    return out
+
+
+def client_candidates(
+    config_path: Path | None,
+    socket: str | os.PathLike[str] | None = None,
+    state_dir: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> list[Path]:
+    """The sockets a client tries for ``up`` with this config, flags first, as ``up`` resolves
+    them: flag, then ``III_SUPERVISOR_*``, then the config's settings, then the defaults."""
+    env = os.environ if environ is None else environ
+    settings = anchored(configured_locations(config_path, env), config_path)
+    if socket is None and not env.get("III_SUPERVISOR_SOCKET"):
+        socket = settings.get("socket")
+    if state_dir is None and not env.get("III_SUPERVISOR_STATE_DIR"):
+        state_dir = settings.get("state_dir")
+    resolved = resolve_state_dir(state_dir, config_path, env)
+    return socket_candidates(socket, resolved, config_path, env, client=True)
 
 
 def _read_yaml(path: Path, env: Mapping[str, str]) -> Any:
