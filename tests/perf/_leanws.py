@@ -57,6 +57,12 @@ class LeanClient:
         async with self._send_lock:
             await self.stream.send_all(frame)
 
+    async def send_many(self, texts: list[str]) -> None:
+        """Many messages in one write (a burst of registrations, say)."""
+        blob = b"".join(encode_masked_frame(OP_TEXT, t.encode(), self.mask) for t in texts)
+        async with self._send_lock:
+            await self.stream.send_all(blob)
+
     async def recv(self) -> str | bytes:
         while not self.ready:
             data = await self.stream.receive_some(256 * 1024)
