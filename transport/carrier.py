@@ -25,6 +25,7 @@ TELEMETRY_PREFIXES = (b"OTLP", b"MTRC", b"LOGS")
 # Close code for an engine-side teardown that SDKs must treat as an error and reconnect
 # after (PROTOCOL.md §4.8: 1000/1001/1005 leave SDK 0.23 silently disconnected).
 CLOSE_RECONNECT = 1012
+RECEIVE_CHUNK = 256 * 1024
 
 
 class CarrierClosed(Exception):
@@ -44,6 +45,29 @@ def try_write_fd(fd: int, data: bytes) -> bytes:
     except OSError:
         raise CarrierClosed() from None
     return data[sent:]
+
+
+async def read_fd(fd: int, size: int, drained: bool) -> bytes:
+    """Read what a non-blocking socket has; ``b""`` at EOF or on error.
+
+    ``drained`` says the last read returned less than ``size``, so the socket is most likely
+    empty: wait for readability first instead of paying for a recv that fails with EAGAIN
+    (trio's ``receive_some`` always tries first). One syscall less per message.
+    """
+    while True:
+        if drained:
+            try:
+                await trio.lowlevel.wait_readable(fd)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                return b""  # closed under us (trio's notify_closing)
+        else:
+            await trio.lowlevel.checkpoint()
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            drained = True
+        except OSError:
+            return b""
 
 
 class Carrier(Protocol):
@@ -117,6 +141,7 @@ class StreamCarrier:
         self.ping_handler: PingHandler | None = None
         sock = getattr(stream, "socket", None)
         self._fd = sock.fileno() if sock is not None else -1
+        self._drained = True
 
     frame = staticmethod(encode_frame)
 
@@ -135,10 +160,15 @@ class StreamCarrier:
 
     async def receive(self) -> bytes | str:
         while not self._ready:
-            try:
-                data = await self.stream.receive_some(256 * 1024)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                raise CarrierClosed() from None
+            data: bytes | bytearray
+            if self._fd >= 0:
+                data = await read_fd(self._fd, RECEIVE_CHUNK, self._drained)
+                self._drained = len(data) < RECEIVE_CHUNK
+            else:
+                try:
+                    data = await self.stream.receive_some(RECEIVE_CHUNK)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    raise CarrierClosed() from None
             if not data:
                 raise CarrierClosed()
             try:

@@ -20,7 +20,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
-from transport.carrier import CLOSE_RECONNECT, CarrierClosed, try_write_fd
+from transport.carrier import CLOSE_RECONNECT, CarrierClosed, read_fd, try_write_fd
 from transport.wsframes import (
     OP_BINARY,
     OP_CLOSE,
@@ -79,6 +79,7 @@ class WebSocketServerConnection:
         self._pings: dict[bytes, trio.Event] = {}
         self._ping_ids = itertools.count()
         self._fd = stream.socket.fileno()
+        self._drained = False  # the upgrade request may already be waiting
 
     # -- handshake ---------------------------------------------------------------------
 
@@ -245,10 +246,11 @@ class WebSocketServerConnection:
     # -- bytes -------------------------------------------------------------------------
 
     async def _read(self) -> bytes:
-        try:
-            return await self.stream.receive_some(RECEIVE_CHUNK)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
+        if self._fd < 0:
             return b""
+        data = await read_fd(self._fd, RECEIVE_CHUNK, self._drained)
+        self._drained = len(data) < RECEIVE_CHUNK
+        return data
 
     async def _write(self, data: bytes) -> None:
         async with self._send_lock:

@@ -504,7 +504,8 @@ class Bus:
         sent = callee.send(
             m.InvokeFunction(
                 entry.function_id, data, inv_id, None, None, metadata, traceparent, baggage
-            )
+            ),
+            batch=len(callee.calls_in) > 1,  # a busy callee gets its calls in one write
         )
         if not sent:
             err = error(
@@ -598,7 +599,8 @@ class Bus:
                 err,
                 traceparent or pending.traceparent,
                 baggage or pending.baggage,
-            )
+            ),
+            batch=bool(caller.calls_out),  # more replies are due to it: one write for them
         )
 
     def shutdown(self) -> None:

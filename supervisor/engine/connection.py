@@ -85,11 +85,15 @@ class Connection:
         if frame is not None and try_write is not None and write_raw is not None:
             self._frame, self._try_write, self._write_raw = frame, try_write, write_raw
 
-    def send(self, msg: Any) -> bool:
-        """Send or queue a message; False if the connection is closing or hopelessly behind."""
+    def send(self, msg: Any, *, batch: bool = False) -> bool:
+        """Send or queue a message; False if the connection is closing or hopelessly behind.
+
+        ``batch``: the peer is busy anyway, so queue the message for the writer, which writes
+        everything queued in this scheduler pass at once (one syscall for a burst of calls).
+        """
         if self.closing or self._send is None:
             return False
-        if self._try_write is not None and not self._queued and not self._writing:
+        if not batch and self._try_write is not None and not self._queued and not self._writing:
             assert self._frame is not None
             try:
                 data = self._frame(codec.encode(msg))

@@ -47,15 +47,22 @@ async def callee(url: str) -> None:
     await ws.send(orjson.dumps(announce).decode())
     await ws.send(orjson.dumps({"type": "registerfunction", "id": "bench::echo"}).decode())
     while True:
-        msg = orjson.loads(await ws.recv())
-        if msg.get("type") == "invokefunction" and msg.get("invocation_id"):
-            reply = {
-                "type": "invocationresult",
-                "invocation_id": msg["invocation_id"],
-                "function_id": msg["function_id"],
-                "result": msg.get("data"),
-            }
-            await ws.send(orjson.dumps(reply).decode())
+        frames = [await ws.recv()]
+        while ws.ready:  # everything that arrived in the same read: one write answers it all
+            frames.append(ws.ready.popleft())
+        replies = []
+        for raw in frames:
+            msg = orjson.loads(raw)
+            if msg.get("type") == "invokefunction" and msg.get("invocation_id"):
+                reply = {
+                    "type": "invocationresult",
+                    "invocation_id": msg["invocation_id"],
+                    "function_id": msg["function_id"],
+                    "result": msg.get("data"),
+                }
+                replies.append(orjson.dumps(reply).decode())
+        if replies:
+            await ws.send_many(replies)
 
 
 if __name__ == "__main__":
