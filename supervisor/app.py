@@ -18,9 +18,9 @@ import structlog
 import trio
 
 from supervisor.config.model import EngineConfig
-from supervisor.engine.listener import BindError
-from supervisor.engine.runner import Engine, run_engine
+from supervisor.engine import BindError, Engine, run_engine
 from supervisor.status.server import SocketInUse, StatusServer
+from supervisor.supervision.children import SUPERVISED_KINDS
 from supervisor.supervision.runtime import (
     EXIT_CANTCREAT,
     EXIT_CRITICAL,
@@ -76,18 +76,31 @@ async def run_up(cfg: EngineConfig, options: SupervisionOptions | None = None) -
         try:
             async with trio.open_nursery() as nursery:
                 engine: Engine = await nursery.start(run_engine, cfg)
-                log.info("engine ready", ports=engine.ports, workers=[w.name for w in cfg.workers])
+                # The same workers `status` lists: the supervised ones (in-engine parts such
+                # as iii-engine-functions have no process and no row).
+                supervised = [w.name for w in cfg.workers if w.kind in SUPERVISED_KINDS]
+                log.info("engine ready", ports=engine.ports, workers=supervised)
                 for warning in cfg.warnings:
                     log.warning(warning)
                 exit_code = await runtime.run(engine.bus, signals, ports=engine.ports)
                 nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_DEADLINE
                 nursery.cancel_scope.cancel()
         except* BindError as group:
-            for error in group.exceptions:
+            for error in _leaves(group):
                 log.error(
-                    str(error), hint="another process holds the port; stop it or change `port`"
+                    str(error),
+                    hint="stop the process that holds it, or change `port` of the "
+                    "iii-worker-manager entry in config.yaml",
                 )
             exit_code = EXIT_CANTCREAT
         finally:
             runtime.close()
         return exit_code
+
+
+def _leaves(group: BaseExceptionGroup[BindError]) -> list[BaseException]:
+    """The exceptions themselves, however deeply the nurseries wrapped them."""
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out

@@ -47,13 +47,30 @@ def entries(
     raw: list[tuple[str, int, dict[str, Any]]],
     defaults: dict[str, Any],
 ) -> list[Pending]:
-    """Every entry that will run, in file order (duplicates named ``name#1``, ``name#2``...)."""
+    """Every entry that will run, in file order.
+
+    A built-in named twice runs twice, as upstream allows (several listeners, say): the second
+    is ``name#1``. A user worker's name must be unique, since ``status``, ``logs`` and
+    ``restart`` address workers by it; a second instance says so explicitly (``api#2``).
+    """
     seen: dict[str, int] = {}
+    first_at: dict[str, str] = {}
     pending: list[Pending] = []
     for section, index, item in raw:
         base = item["name"]
         count = seen.get(base, 0)
         seen[base] = count + 1
+        if count and builtin_worker(base) is None:
+            c.error(
+                src,
+                (section, index),
+                f"{section}[{index}].name",
+                f"worker name {base!r} is already used by {first_at[base]}: names must be "
+                f"unique (status, logs and restart address workers by name). Rename one, or "
+                f"write '{base}#2' to run a second instance",
+            )
+            continue
+        first_at.setdefault(base, f"{section}[{index}]")
         name = base if count == 0 else f"{base}#{count}"
         errors_before = len(c.errors)
         result = _entry(c, src, section, index, item, name, defaults)

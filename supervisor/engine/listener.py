@@ -25,7 +25,10 @@ log = structlog.get_logger(__name__)
 
 
 class BindError(OSError):
-    """The listener could not bind its address."""
+    """The listener could not bind its address; ``str()`` is the sentence for the operator."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
 
 
 class Listener:
@@ -39,10 +42,12 @@ class Listener:
         try:
             listeners = await trio.open_tcp_listeners(cfg.port, host=cfg.host or None)
         except OSError as exc:
-            hint = " (address already in use)" if exc.errno == errno.EADDRINUSE else ""
-            raise BindError(
-                exc.errno, f"cannot listen on {cfg.host}:{cfg.port}: {exc.strerror}{hint}"
-            ) from exc
+            where = f"{cfg.host or '0.0.0.0'}:{cfg.port}"
+            if exc.errno == errno.EADDRINUSE:
+                text = f"{where} is already in use: another process listens on it"
+            else:
+                text = f"cannot listen for workers on {where}: {exc.strerror}"
+            raise BindError(exc.errno, text) from exc
         for lst in listeners:
             lst.socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.port = listeners[0].socket.getsockname()[1]

@@ -183,3 +183,36 @@ def test_all_errors_of_every_file_in_one_report(write: Write) -> None:
     report = check_config(Path("config.yaml"), env={})
     assert report.to_json()["valid"] is False
     assert [str(p) for p in report.errors] == out
+
+
+def test_a_user_worker_name_used_twice_is_an_error(write: Write) -> None:
+    path = write(
+        "config.yaml",
+        """
+workers:
+  - name: api
+    supervise: {command: "sleep 60"}
+  - name: api
+    supervise: {command: "sleep 60"}
+""",
+    )
+    text = report_of(path)
+    assert text.count("worker name 'api' is already used by workers[0]") == 1
+    assert "write 'api#2' to run a second instance" in text
+    report = check_config(path)
+    assert not report.valid and len(report.errors) == 1
+
+
+def test_an_explicit_instance_suffix_runs_a_second_copy(write: Write) -> None:
+    path = write(
+        "config.yaml",
+        """
+workers:
+  - name: api
+    supervise: {command: "sleep 60"}
+  - name: api#2
+    supervise: {command: "sleep 60"}
+""",
+    )
+    report = check_config(path)
+    assert report.valid, report.errors
