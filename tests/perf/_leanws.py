@@ -1,5 +1,6 @@
 """A lean WebSocket client for the benchmarks: wsproto for the handshake, then
-``transport.wsframes`` for frames, one ``send_all`` per message and no reader task.
+``transport.wsframes`` for frames, the engine's own socket reads and writes
+(``transport.carrier.read_fd`` / ``try_write_fd``) and no reader task.
 
 With trio-websocket as the load generator, the client itself used as much CPU per message as
 the servers it measures, on a 2-core machine where client, engine and callee share the cores.
@@ -16,6 +17,7 @@ import trio
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Request
 
+from transport.carrier import RECEIVE_CHUNK, read_fd, try_write_fd
 from transport.wsframes import OP_TEXT, FrameParser, Message, encode_masked_frame
 
 
@@ -26,6 +28,8 @@ class LeanClient:
         self.ready: deque[str | bytes] = deque()
         self.mask = os.urandom(4)
         self._send_lock = trio.StrictFIFOLock()  # several caller tasks share one socket
+        self._fd = stream.socket.fileno()
+        self._drained = False
 
     @classmethod
     async def connect(cls, url: str) -> LeanClient:
@@ -53,19 +57,28 @@ class LeanClient:
             return client
 
     async def send(self, text: str) -> None:
-        frame = encode_masked_frame(OP_TEXT, text.encode(), self.mask)
+        await self._write(encode_masked_frame(OP_TEXT, text.encode(), self.mask))
+
+    async def _write(self, data: bytes) -> None:
+        """The engine's write path: straight to the socket when idle, else through trio."""
         async with self._send_lock:
-            await self.stream.send_all(frame)
+            rest = try_write_fd(self._fd, data)
+            if rest:
+                await self.stream.send_all(rest)
+            else:
+                await trio.lowlevel.checkpoint()
 
     async def send_many(self, texts: list[str]) -> None:
         """Many messages in one write (a burst of registrations, say)."""
-        blob = b"".join(encode_masked_frame(OP_TEXT, t.encode(), self.mask) for t in texts)
-        async with self._send_lock:
-            await self.stream.send_all(blob)
+        await self._write(
+            b"".join(encode_masked_frame(OP_TEXT, t.encode(), self.mask) for t in texts)
+        )
 
     async def recv(self) -> str | bytes:
         while not self.ready:
-            data = await self.stream.receive_some(256 * 1024)
+            # The engine's own read path (one syscall less per message than receive_some).
+            data = await read_fd(self._fd, RECEIVE_CHUNK, self._drained)
+            self._drained = len(data) < RECEIVE_CHUNK
             if not data:
                 raise ConnectionError("closed")
             for item in self.parser.feed(data):
