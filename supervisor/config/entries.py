@@ -12,7 +12,7 @@ from manifests.blocks.worker_manager import ListenerBlock
 from manifests.model import Manifest
 from manifests.problems import did_you_mean, dotted, type_name
 from manifests.schema import MANIFEST_FILE, check_worker_name, parse_manifest
-from supervisor.config.blocks import listener_config, validate_block
+from supervisor.config.blocks import validate_block
 from supervisor.config.builtins import (
     KNOWN_WORKER_NAMES,
     Builtin,
@@ -150,7 +150,7 @@ def _builtin_entry(
         listener = None
         if builtin.kind is WorkerKind.LISTENER:
             valid = isinstance(block, ListenerBlock)
-            listener = listener_config(block) if valid else ListenerConfig()
+            listener = block if valid else ListenerConfig()
             # Running a listener without the protection its operator asked for would be
             # worse than refusing to start: RBAC and middleware arrive with a later issue.
             for key in ("rbac", "middleware_function_id"):

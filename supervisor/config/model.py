@@ -13,6 +13,7 @@ from typing import Any
 
 import attrs
 
+from manifests.blocks.worker_manager import ListenerBlock, RbacBlock
 from manifests.model import Manifest
 
 
@@ -121,25 +122,10 @@ class WorkerEntry:
     line: int | None = None  # line of the entry in config.yaml, for messages
 
 
-@attrs.frozen
-class RbacConfig:
-    auth_function_id: str | None = None
-    expose_functions: tuple[Any, ...] = ()
-    on_function_registration_function_id: str | None = None
-    on_trigger_registration_function_id: str | None = None
-    on_trigger_type_registration_function_id: str | None = None
-
-
-@attrs.frozen
-class ListenerConfig:
-    """One ``iii-worker-manager`` entry (WORKERS.md §11)."""
-
-    host: str = "0.0.0.0"
-    port: int = 49134
-    handshake_timeout_ms: int = 10000
-    middleware_function_id: str | None = None
-    rbac: RbacConfig | None = None
-    max_message_bytes: int = 64 * 1024 * 1024
+# One schema, two readers: the validated ``iii-worker-manager`` block *is* the engine's listener
+# model (manifests/blocks/worker_manager.py), so the two cannot drift apart.
+ListenerConfig = ListenerBlock
+RbacConfig = RbacBlock
 
 
 @attrs.frozen
