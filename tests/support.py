@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -212,3 +213,51 @@ def find_process(root: int, needle: str, timeout: float = 10.0) -> int:
                     return pid
         time.sleep(0.1)
     raise RuntimeError(f"no process matching {needle!r} under {root}")
+
+
+class NotifyReceiver:
+    """A fake ``$NOTIFY_SOCKET``: a thread records every datagram with its arrival time."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(str(path))
+        self.sock.settimeout(0.1)
+        self.messages: list[tuple[float, str]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._receive, daemon=True)
+        self._thread.start()
+
+    def _receive(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with self._lock:
+                self.messages.append((time.monotonic(), data.decode()))
+
+    def drain(self) -> list[tuple[float, str]]:
+        with self._lock:
+            return list(self.messages)
+
+    def find(self, needle: str) -> list[tuple[float, str]]:
+        return [(t, m) for t, m in self.drain() if needle in m]
+
+    def wait(self, field: str, after: int = 0, timeout: float = 20.0) -> int:
+        """The index of the first message from ``after`` on with the line ``field``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for index, (_, message) in enumerate(self.drain()[after:], after):
+                if field in message.splitlines():
+                    return index
+            time.sleep(0.02)
+        raise AssertionError(f"no {field} after message {after}: {self.drain()}")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+        self.sock.close()

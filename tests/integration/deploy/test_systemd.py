@@ -18,17 +18,14 @@ import re
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.support import BIN, free_port
+from tests.support import BIN, NotifyReceiver, free_port
 from tests.unit.deploy import unitfile
 
 INSTALLED = "/opt/iii/bin/iii-supervisor"  # what the unit names; the tests use BIN's
@@ -99,57 +96,15 @@ def test_systemd_analyze_security_scores_at_most_2_5(
 # -- the exact ExecStart under a fake systemd ----------------------------------------------------
 
 
-class NotifySocket:
-    """``$NOTIFY_SOCKET``: a datagram socket this test owns; a thread keeps every message."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.messages: list[str] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._receive, daemon=True)
-        self._thread.start()
-
-    def _receive(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self.messages.append(data.decode())
-
-    def wait(self, field: str, after: int = 0, timeout: float = 20.0) -> int:
-        """The index of the first message from ``after`` on with the line ``field``."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                for index, message in enumerate(self.messages[after:], after):
-                    if field in message.splitlines():
-                        return index
-            time.sleep(0.02)
-        raise AssertionError(f"no {field} after message {after}: {self.messages}")
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
-
-
 @pytest.fixture
-def notify(tmp_path: Path) -> Iterator[NotifySocket]:
-    receiver = NotifySocket(tmp_path / "notify.sock")
+def notify(tmp_path: Path) -> Iterator[NotifyReceiver]:
+    receiver = NotifyReceiver(tmp_path / "notify.sock")
     yield receiver
     receiver.close()
 
 
 def test_exec_start_sends_ready_watchdog_reloading_and_stopping(
-    tmp_path: Path, notify: NotifySocket
+    tmp_path: Path, notify: NotifyReceiver
 ) -> None:
     unit = unitfile.load()
     service = unit["Service"]

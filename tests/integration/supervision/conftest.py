@@ -8,10 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,7 +20,7 @@ import pytest
 import yaml
 
 from supervisor.status.client import ClientError, StatusClient
-from tests.support import free_port
+from tests.support import NotifyReceiver, free_port
 
 REPO = Path(__file__).resolve().parents[3]
 CLI = [sys.executable, "-m", "supervisor.cli"]
@@ -265,44 +263,6 @@ def up_factory(tmp_path: Path) -> Iterator[Callable[..., Up]]:
     leaks = {u.marker: u.cleanup() for u in made}
     leaked = {m: p for m, p in leaks.items() if p}
     assert not leaked, f"processes leaked past teardown: {leaked}"
-
-
-class NotifyReceiver:
-    """A fake ``$NOTIFY_SOCKET``: a thread records every datagram with its arrival time."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.sock.bind(str(path))
-        self.sock.settimeout(0.1)
-        self.messages: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._receive, daemon=True)
-        self._thread.start()
-
-    def _receive(self) -> None:
-        while not self._stop.is_set():
-            try:
-                data = self.sock.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            with self._lock:
-                self.messages.append((time.monotonic(), data.decode()))
-
-    def drain(self) -> list[tuple[float, str]]:
-        with self._lock:
-            return list(self.messages)
-
-    def find(self, needle: str) -> list[tuple[float, str]]:
-        return [(t, m) for t, m in self.drain() if needle in m]
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(2)
-        self.sock.close()
 
 
 @pytest.fixture
