@@ -99,6 +99,9 @@ def room_of(name: str) -> str | None:
 def arrow_problems(graph: dict[str, set[str]]) -> list[str]:
     problems: list[str] = []
     for src, targets in sorted(graph.items()):
+        rooms = {room_of(d) for d in targets}
+        if {"engine", "supervision"} <= rooms and src != "supervisor.app":
+            problems.append(f"{src} imports engine and supervision: only supervisor.app may")
         src_pkg = src.split(".")[0]
         for dst in sorted(targets):
             dst_pkg = dst.split(".")[0]
@@ -212,6 +215,7 @@ def test_checker_reports_arrows_against_the_tables_and_cycles(tmp_path: Path) ->
             "actors/http.py": "from supervisor.engine import bus\n",  # actors never import supervisor
             "supervisor/__init__.py": "",
             "supervisor/app.py": "from supervisor.engine import bus\nimport supervisor.supervision\n",
+            "supervisor/cli.py": "from supervisor.engine import bus\nimport supervisor.supervision\n",
             "supervisor/engine/__init__.py": "",
             "supervisor/engine/bus.py": (
                 "from typing import TYPE_CHECKING\n"
@@ -233,6 +237,7 @@ def test_checker_reports_arrows_against_the_tables_and_cycles(tmp_path: Path) ->
     problems = check(tmp_path)
     assert problems == [
         "actors.http imports supervisor.engine.bus: actors/ may not import supervisor/",
+        "supervisor.cli imports engine and supervision: only supervisor.app may",
         "supervisor.config.model imports supervisor.status.client: supervisor/config/ may not "
         "import supervisor/status/",
         "supervisor.engine.bus imports supervisor.supervision.children: supervisor/engine/ may "
