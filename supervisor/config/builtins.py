@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from manifests.blocks import configuration, http, observability, pubsub, state, worker_manager
+from manifests.blocks import stream as stream_block
 from manifests.model import Manifest
 from manifests.schema import builtin_manifest
 from supervisor.config.model import WorkerKind
@@ -92,6 +93,15 @@ BUILTINS: tuple[Builtin, ...] = (
         in_configuration=True,
     ),
     Builtin(
+        "iii-stream",
+        ("stream",),
+        actor="actors.stream",
+        manifest="iii-stream",
+        block=stream_block.StreamBlock,
+        defaults=stream_block.DEFAULTS,
+        in_configuration=True,
+    ),
+    Builtin(
         "configuration",
         actor="actors.configuration",
         manifest="configuration",
@@ -120,7 +130,6 @@ BUILTINS: tuple[Builtin, ...] = (
 
 # Upstream built-ins we do not run yet: such entries load with a warning, so upstream files load.
 NOT_IMPLEMENTED: tuple[UpstreamWorker, ...] = (
-    UpstreamWorker("iii-stream", ("stream",)),
     UpstreamWorker("iii-cron", ("cron",), renamed_to="cron"),
     UpstreamWorker("iii-queue", ("queue",), renamed_to="queue"),
     UpstreamWorker("iii-http-functions"),

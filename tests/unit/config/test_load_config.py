@@ -191,13 +191,13 @@ def test_unknown_name_lists_known_workers(write: Write) -> None:
 
 def test_not_implemented_builtins_load_with_a_warning(write: Write) -> None:
     path = write(
-        "config.yaml", "workers:\n  - name: iii-stream\n  - name: cron\n  - name: iii-telemetry\n"
+        "config.yaml", "workers:\n  - name: iii-exec\n  - name: cron\n  - name: iii-telemetry\n"
     )
     config = load_config(path, env={})
     assert [w.name for w in config.workers] == MANDATORY
     assert len(config.warnings) == 3
     assert config.warnings[0].endswith(
-        "config.yaml:2: workers[0] (iii-stream): iii-stream is not implemented by "
+        "config.yaml:2: workers[0] (iii-exec): iii-exec is not implemented by "
         "iii-supervisor yet; the entry is ignored"
     )
     with pytest.raises(ConfigError, match="cron is not implemented"):
@@ -732,7 +732,7 @@ def test_check_json(write: Write) -> None:
 
 
 def test_check_valid_and_strict(write: Write) -> None:
-    path = write("config.yaml", "workers:\n  - name: iii-stream\n")
+    path = write("config.yaml", "workers:\n  - name: iii-exec\n")
     report = check_config(path, env={})
     assert report.valid and report.config is not None
     assert len(report.warnings) == 1
@@ -757,5 +757,5 @@ def test_builtin_worker_lookup() -> None:
     assert http is not None and http.name == "iii-http"
     numbered = builtin_worker("iii-http#1")
     assert numbered is not None and numbered.actor == "actors.http"
-    assert builtin_worker("iii-stream") is None
+    assert builtin_worker("iii-exec") is None
     assert builtin_worker("api") is None
