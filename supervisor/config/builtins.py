@@ -11,7 +11,15 @@ from typing import Any
 
 import attrs
 
-from manifests.blocks import configuration, http, observability, pubsub, state, worker_manager
+from manifests.blocks import (
+    configuration,
+    http,
+    observability,
+    pubsub,
+    queue,
+    state,
+    worker_manager,
+)
 from manifests.blocks import stream as stream_block
 from manifests.model import Manifest
 from manifests.schema import builtin_manifest
@@ -102,6 +110,16 @@ BUILTINS: tuple[Builtin, ...] = (
         in_configuration=True,
     ),
     Builtin(
+        "iii-queue",
+        ("queue",),
+        renamed_to="queue",
+        actor="actors.queue",
+        manifest="iii-queue",
+        block=queue.QueueBlock,
+        defaults=queue.DEFAULTS,
+        in_configuration=True,
+    ),
+    Builtin(
         "configuration",
         actor="actors.configuration",
         manifest="configuration",
@@ -131,7 +149,6 @@ BUILTINS: tuple[Builtin, ...] = (
 # Upstream built-ins we do not run yet: such entries load with a warning, so upstream files load.
 NOT_IMPLEMENTED: tuple[UpstreamWorker, ...] = (
     UpstreamWorker("iii-cron", ("cron",), renamed_to="cron"),
-    UpstreamWorker("iii-queue", ("queue",), renamed_to="queue"),
     UpstreamWorker("iii-http-functions"),
     UpstreamWorker("iii-exec"),
     UpstreamWorker("iii-bridge"),
