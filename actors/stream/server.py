@@ -38,6 +38,7 @@ from actors.stream.events import (
 )
 from transport.carrier import CarrierClosed
 from transport.client import BusClient, FunctionError, TriggerBinding
+from transport.wsframes import encode_close
 from transport.wsserver import HandshakeFailed, WebSocketServerConnection
 
 __all__ = ["CLOSE_SLOW_CONSUMER", "DROP_GRACE", "StreamConnection", "StreamServer"]
@@ -158,7 +159,14 @@ class StreamServer:
                     log.warning("cannot accept a stream connection", error=str(exc))
                     await trio.sleep(0.1)
                     continue
-                nursery.start_soon(self._connection, stream)
+                nursery.start_soon(self._guarded, stream)
+
+    async def _guarded(self, stream: trio.SocketStream) -> None:
+        """One connection; a failure in it is logged and ends only that connection."""
+        try:
+            await self._connection(stream)
+        except Exception:
+            log.exception("stream connection failed", peer=_peer(stream))
 
     async def _connection(self, stream: trio.SocketStream) -> None:
         ws = WebSocketServerConnection(stream)
@@ -174,7 +182,8 @@ class StreamServer:
         if urlsplit(request.target).path != "/":
             await ws.reject(404, b"Not Found")
             return
-        context = await self._authenticate(request.target, request.extra_headers, peer)
+        headers = [(b"host", request.host.encode("latin-1")), *request.extra_headers]
+        context = await self._authenticate(request.target, headers, peer)
         try:
             await ws.accept()
         except CarrierClosed:
@@ -220,8 +229,7 @@ class StreamServer:
                         break
                 await ws.send_many(batch)
             if conn.dropped:  # the last write got through: say why before closing
-                with trio.move_on_after(DROP_GRACE):
-                    await ws.aclose(CLOSE_SLOW_CONSUMER, "send buffer full")
+                await ws.write_raw(encode_close(CLOSE_SLOW_CONSUMER, "send buffer full"))
         except CarrierClosed:
             pass
         scope.cancel()
