@@ -1,17 +1,723 @@
-"""The ``rabbitmq`` queue adapter (WORKERS.md §7.9): not available in this build yet."""
+"""The ``rabbitmq`` queue adapter (WORKERS.md §7.9, §14): durable broker queues shared by every
+engine that points at the broker (competing consumers).
+
+Names (``<base>`` below):
+
+* named queue ``<name>``: direct exchange ``iii.__fn_queue::<name>``, ``<base>`` =
+  ``iii.__fn_queue::<name>``;
+* durable subscriber of ``<topic>`` (function ``<fn>`` in namespace ``<ns>``): fanout exchange
+  ``iii.<topic>.exchange``, ``<base>`` = ``iii.<topic>.<fn>@<ns>``;
+* then the main queue ``<base>.queue``, the DLQ ``<base>.dlq`` and one retry queue per delay,
+  ``<base>.retry.<ms>``, whose ``x-message-ttl`` is that delay and which dead-letters back to the
+  main queue. Every queue is durable (``queue_type: quorum`` makes them quorum queues) and every
+  message persistent.
+
+Attempts follow the one rule of ``storage.queue_core`` (``max_attempts`` handler calls, retry
+after ``backoff × 2^(attempts − 1)``): the ``x-attempt`` header counts failed attempts; a failure
+publishes the message to the retry queue of its delay (exponential, unlike upstream's single
+fixed-TTL queue: one queue per delay keeps TTL expiry in order) or to the DLQ with ``x-error``
+and ``x-failed-at``, and only once the broker confirmed that publish is the delivery acked, so
+a crash in between duplicates a message, never loses it. FIFO queues consume with prefetch 1
+(global order, as upstream; groups are not kept apart and a retry lets later messages pass).
+
+Threading: pika's ``BlockingConnection`` lives in one thread owned by the adapter. The thread
+runs ``process_data_events`` (which also keeps heartbeats), executes the operations trio hands
+it (woken by ``add_callback_threadsafe``), and hands every delivery to trio with
+``TrioToken.run_sync_soon``. Publishes use publisher confirms. When the connection drops (the
+broker restarts), the thread reconnects with backoff, declares everything again and resumes
+consuming; operations wait for the connection (up to ``OP_TIMEOUT``) and publishes interrupted
+mid-way are sent again, so an acknowledged publish is never lost. Acks of deliveries from the
+old connection are dropped: the broker redelivers those messages (at-least-once).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import math
+import queue as thread_queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final, Literal
+
+import attrs
+import orjson
+import pika
+import pika.exceptions
+import structlog
+import trio
 
 from storage.errors import StorageUnavailableError
+from storage.queue_broker import (
+    DeadMessage,
+    Delivery,
+    Message,
+    QueueNotFoundError,
+    QueueSpec,
+)
+from storage.queue_core import QueueCounts, retry_delay_ms
 
-__all__ = ["open_rabbitmq_broker"]
+__all__ = ["OP_TIMEOUT", "RabbitBroker", "names_of", "open_rabbitmq_broker"]
+
+log = structlog.get_logger(__name__)
+
+OP_TIMEOUT: Final = 30.0  # how long an operation waits for a (re)connection
+RECONNECT_BACKOFF: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
+DLQ_SCAN_LIMIT: Final = 10_000  # a DLQ listing reads at most this many messages
+_CONNECTION_ERRORS: Final = (
+    pika.exceptions.AMQPConnectionError,
+    pika.exceptions.ConnectionClosed,
+    pika.exceptions.StreamLostError,
+    pika.exceptions.ChannelWrongStateError,
+    pika.exceptions.ChannelClosed,
+    OSError,
+)
+
+Channel = Any  # pika.adapters.blocking_connection.BlockingChannel (pika ships no types)
+
+
+@attrs.frozen
+class Names:
+    exchange: str
+    exchange_type: Literal["direct", "fanout"]
+    queue: str
+    dlq: str
+    base: str
+
+    def retry(self, delay_ms: int) -> str:
+        return f"{self.base}.retry.{delay_ms}"
+
+
+def names_of(spec: QueueSpec) -> Names:
+    if spec.topic is not None:
+        ns = spec.namespace or "default"
+        base = f"iii.{spec.topic}.{spec.function_id}@{ns}"
+        return Names(f"iii.{spec.topic}.exchange", "fanout", f"{base}.queue", f"{base}.dlq", base)
+    base = f"iii.__fn_queue::{spec.name}"
+    return Names(base, "direct", f"{base}.queue", f"{base}.dlq", base)
+
+
+class _Stale(Exception):
+    """A delivery of a connection or channel that is gone: nothing to settle."""
+
+
+@attrs.define(eq=False)
+class _Op:
+    run: Callable[[], Any]
+    done: trio.Event
+    deadline: float
+    replay: bool  # sent again after a reconnect (publishes, declarations)
+    result: Any = None
+    error: BaseException | None = None
+
+
+@attrs.define(eq=False)
+class _Token:
+    channel: Channel
+    tag: int
+    generation: int
+    headers: dict[str, Any]
+    properties: Any
+    body: bytes
+
+
+class RabbitBroker:
+    broker_type = "rabbitmq"
+
+    def __init__(
+        self,
+        url: str,
+        trio_token: trio.lowlevel.TrioToken,
+        *,
+        queue_type: Literal["classic", "quorum"] = "classic",
+        prefetch_count: int = 10,
+        heartbeat: int = 30,
+    ) -> None:
+        self.url = url
+        self.queue_type = queue_type
+        self.prefetch_count = prefetch_count
+        self._params = pika.URLParameters(url)
+        self._params.heartbeat = heartbeat
+        self._params.blocked_connection_timeout = 30
+        self._params.connection_attempts = 1
+        self._token = trio_token
+        self._send, self._recv = trio.open_memory_channel[Delivery](math.inf)
+        self._ops: thread_queue.Queue[_Op] = thread_queue.Queue()
+        self._specs: dict[str, QueueSpec] = {}
+        self._consumed: set[str] = set()
+        self._retry_delays: dict[str, set[int]] = {}
+        self._declared_exchanges: set[str] = set()
+        self._stopping = threading.Event()
+        self._conn: pika.BlockingConnection | None = None
+        self._publisher: Channel | None = None
+        self._consumers: dict[str, Channel] = {}
+        self._generation = 0
+        self.connected = threading.Event()
+        self.settled = threading.Event()  # connected once, or failed for good (``fatal``)
+        self.fatal: StorageUnavailableError | None = None
+        self._thread = threading.Thread(target=self._run, name="iii-queue-rabbitmq", daemon=True)
+
+    @property
+    def deliveries(self) -> trio.MemoryReceiveChannel[Delivery]:
+        return self._recv
+
+    # -- the connection thread --------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                self._connect()
+                attempt = 0
+                self._serve()
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != 406 or self._conn is None:
+                    raise
+                # PRECONDITION_FAILED: a queue exists with other arguments (another
+                # queue_type, priority or TTL). Reconnecting cannot fix that: stop, say why.
+                self.fatal = StorageUnavailableError(
+                    f"rabbitmq refused a declaration: {exc.reply_text}; the queue exists with "
+                    "other arguments (queue_type?): delete it or use its settings"
+                )
+                log.error("rabbitmq declaration refused", error=exc.reply_text)
+                self._stopping.set()
+                self.settled.set()
+            except _CONNECTION_ERRORS as exc:
+                if self._stopping.is_set():
+                    break
+                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+                log.warning(
+                    "rabbitmq connection lost; reconnecting",
+                    error=str(exc) or type(exc).__name__,
+                    retry_in_s=delay,
+                )
+                attempt += 1
+                self._drop_connection()
+                self._fail_expired()
+                self._stopping.wait(delay)
+            except Exception:  # a bug: log it and keep the thread alive
+                log.exception("rabbitmq adapter thread error")
+                self._drop_connection()
+                self._stopping.wait(1.0)
+        self._drop_connection()
+        self._fail_all(self.fatal or StorageUnavailableError("the rabbitmq adapter is closed"))
+
+    def _connect(self) -> None:
+        conn = pika.BlockingConnection(self._params)
+        self._conn = conn
+        self._generation += 1
+        self._declared_exchanges.clear()
+        publisher = conn.channel()
+        publisher.confirm_delivery()
+        self._publisher = publisher
+        for spec in list(self._specs.values()):
+            self._declare_sync(spec)
+            if spec.name in self._consumed:
+                self._consume_sync(spec)
+        self.connected.set()
+        self.settled.set()
+        log.info("rabbitmq connected", url=_safe_url(self.url), queues=len(self._specs))
+
+    def _serve(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        while not self._stopping.is_set():
+            conn.process_data_events(time_limit=0.5)
+            self._run_ops()
+
+    def _run_ops(self) -> None:
+        while True:
+            try:
+                op = self._ops.get_nowait()
+            except thread_queue.Empty:
+                return
+            try:
+                op.result = op.run()
+            except _CONNECTION_ERRORS as exc:
+                if op.replay and time.monotonic() < op.deadline and not self._stopping.is_set():
+                    self._ops.put(op)  # after the reconnect; the loop raises to get there
+                    raise
+                op.error = StorageUnavailableError(f"rabbitmq: {exc or type(exc).__name__}")
+                self._finish(op)
+                raise
+            except BaseException as exc:
+                op.error = exc
+            self._finish(op)
+
+    def _finish(self, op: _Op) -> None:
+        self._token.run_sync_soon(op.done.set)
+
+    def _fail_expired(self) -> None:
+        kept: list[_Op] = []
+        now = time.monotonic()
+        while True:
+            try:
+                op = self._ops.get_nowait()
+            except thread_queue.Empty:
+                break
+            if now >= op.deadline or not op.replay:
+                op.error = StorageUnavailableError("rabbitmq is unreachable")
+                self._finish(op)
+            else:
+                kept.append(op)
+        for op in kept:
+            self._ops.put(op)
+
+    def _fail_all(self, error: Exception) -> None:
+        while True:
+            try:
+                op = self._ops.get_nowait()
+            except thread_queue.Empty:
+                return
+            op.error = error
+            self._finish(op)
+
+    def _drop_connection(self) -> None:
+        self.connected.clear()
+        conn, self._conn = self._conn, None
+        self._publisher = None
+        self._consumers.clear()
+        if conn is not None:
+            try:
+                if conn.is_open:
+                    conn.close()
+            except Exception:  # already broken: nothing more to do
+                pass
+
+    # -- trio side ---------------------------------------------------------------------------
+
+    async def _call(self, run: Callable[[], Any], *, replay: bool = True) -> Any:
+        op = _Op(run, trio.Event(), time.monotonic() + OP_TIMEOUT, replay)
+        self._ops.put(op)
+        self._wake()
+        with trio.CancelScope(shield=True):  # the thread will finish it either way
+            with trio.move_on_after(OP_TIMEOUT + 5):
+                await op.done.wait()
+        if not op.done.is_set():
+            raise StorageUnavailableError("rabbitmq operation timed out")
+        if op.error is not None:
+            raise op.error
+        return op.result
+
+    def _wake(self) -> None:
+        conn = self._conn
+        if conn is not None:
+            try:
+                conn.add_callback_threadsafe(_noop)
+            except Exception:  # closing: the loop notices on its own
+                pass
+
+    async def aclose(self) -> None:
+        self._stopping.set()
+        self._wake()
+        await trio.to_thread.run_sync(self._thread.join, 10.0)
+
+    # -- declarations (thread) ---------------------------------------------------------------
+
+    def _queue_args(self, spec: QueueSpec | None = None) -> dict[str, Any]:
+        args: dict[str, Any] = {}
+        if self.queue_type == "quorum":
+            args["x-queue-type"] = "quorum"
+        elif spec is not None and spec.max_priority:
+            args["x-max-priority"] = spec.max_priority
+        return args
+
+    def _declare_sync(self, spec: QueueSpec) -> Names:
+        ch = self._publisher
+        assert ch is not None
+        names = names_of(spec)
+        ch.exchange_declare(names.exchange, exchange_type=names.exchange_type, durable=True)
+        ch.queue_declare(names.queue, durable=True, arguments=self._queue_args(spec))
+        ch.queue_bind(names.queue, names.exchange, routing_key=names.queue)
+        ch.queue_declare(names.dlq, durable=True, arguments=self._queue_args())
+        for delay in self._retry_delays.get(spec.name, ()):
+            self._declare_retry(names, delay)
+        return names
+
+    def _declare_retry(self, names: Names, delay_ms: int) -> str:
+        ch = self._publisher
+        assert ch is not None
+        name = names.retry(delay_ms)
+        args = {
+            **self._queue_args(),
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": names.queue,
+        }
+        ch.queue_declare(name, durable=True, arguments=args)
+        return name
+
+    def _consume_sync(self, spec: QueueSpec) -> None:
+        conn = self._conn
+        assert conn is not None
+        old = self._consumers.pop(spec.name, None)
+        if old is not None and old.is_open:
+            old.close()
+        ch = conn.channel()
+        prefetch = 1 if spec.settings.fifo else spec.settings.concurrency
+        ch.basic_qos(prefetch_count=prefetch)
+        generation = self._generation
+        ch.basic_consume(
+            names_of(spec).queue,
+            on_message_callback=lambda c, m, p, b: self._on_message(
+                spec.name, generation, c, m, p, b
+            ),
+        )
+        self._consumers[spec.name] = ch
+
+    def _stop_consuming_sync(self, name: str) -> None:
+        ch = self._consumers.pop(name, None)
+        if ch is not None and ch.is_open:
+            ch.close()  # its unacked messages go back to the queue
+
+    def _on_message(
+        self, name: str, generation: int, ch: Channel, method: Any, props: Any, body: bytes
+    ) -> None:
+        headers = dict(props.headers or {})
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            data = body.decode("utf-8", "replace")
+        target = {
+            k: headers[k]
+            for k in ("function_id", "namespace", "traceparent", "baggage")
+            if isinstance(headers.get(k), str)
+        }
+        delivery = Delivery(
+            queue=name,
+            id=props.message_id or f"rabbitmq-{method.delivery_tag}",
+            data=data,
+            attempt=int(headers.get("x-attempt") or 0) + 1,
+            target=target,
+            token=_Token(ch, method.delivery_tag, generation, headers, props, body),
+        )
+        self._token.run_sync_soon(self._send.send_nowait, delivery)
+
+    # -- publishing (thread) -----------------------------------------------------------------
+
+    def _properties(self, message_id: str, headers: dict[str, Any], priority: int | None) -> Any:
+        return pika.BasicProperties(
+            message_id=message_id,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type="application/json",
+            headers=headers,
+            priority=priority,
+        )
+
+    def _publish_sync(
+        self, exchange: str, routing_key: str, body: bytes, props: Any, *, mandatory: bool = True
+    ) -> bool:
+        ch = self._publisher
+        if ch is None:
+            raise pika.exceptions.AMQPConnectionError("not connected")
+        try:
+            ch.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
+        except pika.exceptions.UnroutableError:
+            return False
+        except pika.exceptions.NackError as exc:
+            raise StorageUnavailableError(f"rabbitmq refused the message: {exc}") from exc
+        return True
+
+    def _priority(self, spec: QueueSpec, data: Any) -> int | None:
+        if not spec.max_priority or not spec.priority_field or not isinstance(data, dict):
+            return None
+        value = data.get(spec.priority_field)
+        if isinstance(value, bool) or not isinstance(value, int):
+            return None
+        return max(0, min(value, spec.max_priority))
+
+    # -- the broker interface ----------------------------------------------------------------
+
+    async def declare(self, spec: QueueSpec, *, consume: bool = True) -> None:
+        self._specs[spec.name] = spec
+        if consume:
+            self._consumed.add(spec.name)
+        else:
+            self._consumed.discard(spec.name)
+
+        def run() -> None:
+            self._declare_sync(spec)
+            if consume:
+                self._consume_sync(spec)
+            else:
+                self._stop_consuming_sync(spec.name)
+
+        await self._call(run)
+
+    def queue_names(self) -> list[str]:
+        return list(self._specs)
+
+    def topics(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for spec in self._specs.values():
+            if spec.topic is not None:
+                out.setdefault(spec.topic, []).append(spec.name)
+        return out
+
+    def _spec(self, queue: str) -> QueueSpec:
+        spec = self._specs.get(queue)
+        if spec is None:
+            raise QueueNotFoundError(f"Queue '{queue}' not found")
+        return spec
+
+    async def enqueue(self, queue: str, message: Message) -> None:
+        spec = self._spec(queue)
+        names = names_of(spec)
+        headers = {**message.target(), "x-attempt": 0}
+        if message.group is not None:
+            headers["x-group"] = message.group
+        props = self._properties(message.id, headers, self._priority(spec, message.data))
+        body = orjson.dumps(message.data)
+
+        def run() -> None:
+            if not self._publish_sync(names.exchange, names.queue, body, props):
+                self._declare_sync(spec)  # deleted behind our back: declare and send again
+                if not self._publish_sync(names.exchange, names.queue, body, props):
+                    raise StorageUnavailableError(f"rabbitmq could not route to {names.queue}")
+
+        await self._call(run)
+
+    async def publish(self, topic: str, message: Message) -> int:
+        exchange = f"iii.{topic}.exchange"
+        headers = {
+            k: v
+            for k, v in (("traceparent", message.traceparent), ("baggage", message.baggage))
+            if v is not None
+        }
+        props = self._properties(message.id, {**headers, "x-attempt": 0}, None)
+        body = orjson.dumps(message.data)
+
+        def run() -> int:
+            ch = self._publisher
+            assert ch is not None
+            if exchange not in self._declared_exchanges:
+                ch.exchange_declare(exchange, exchange_type="fanout", durable=True)
+                self._declared_exchanges.add(exchange)
+            return -1 if self._publish_sync(exchange, "", body, props) else 0
+
+        result: int = await self._call(run)
+        return result
+
+    async def ack(self, delivery: Delivery) -> None:
+        token: _Token = delivery.token
+
+        def run() -> None:
+            self._settle_channel(token).basic_ack(token.tag)
+
+        await self._settle(run)
+
+    async def fail(self, delivery: Delivery, error: str) -> None:
+        token: _Token = delivery.token
+        spec = self._specs.get(delivery.queue)
+        if spec is None:
+            return
+        names = names_of(spec)
+        attempts = delivery.attempt
+        headers = {**token.headers, "x-attempt": attempts}
+        if attempts >= spec.settings.max_attempts:
+            headers.update({"x-error": error, "x-failed-at": int(time.time() * 1000)})
+            target = names.dlq
+            delay = None
+        else:
+            delay = retry_delay_ms(spec.settings.backoff_ms, attempts)
+            target = names.retry(delay)
+        props = pika.BasicProperties(
+            message_id=token.properties.message_id,
+            delivery_mode=pika.DeliveryMode.Persistent,
+            content_type="application/json",
+            headers=headers,
+        )
+
+        def run() -> None:
+            ch = self._settle_channel(token)
+            if delay is not None and delay not in self._retry_delays.get(spec.name, set()):
+                self._declare_retry(names, delay)
+                self._retry_delays.setdefault(spec.name, set()).add(delay)
+            if not self._publish_sync("", target, token.body, props):
+                raise StorageUnavailableError(f"rabbitmq could not route to {target}")
+            ch.basic_ack(token.tag)  # only once the retry or DLQ copy is confirmed
+
+        if delay is None:
+            log.warning(
+                "job dead-lettered", queue=delivery.queue, message_id=delivery.id, error=error
+            )
+        await self._settle(run)
+
+    def _settle_channel(self, token: _Token) -> Channel:
+        if token.generation != self._generation or not token.channel.is_open:
+            raise _Stale()
+        return token.channel
+
+    async def _settle(self, run: Callable[[], None]) -> None:
+        try:
+            await self._call(run, replay=False)
+        except _Stale:
+            log.debug("delivery from a previous connection; the broker redelivers it")
+
+    # -- the DLQ (thread, on a channel of its own: closing it requeues what it held) ----------
+
+    def _scan_dlq(
+        self, spec: QueueSpec, pick: Callable[[Any], bool] | None, action: str
+    ) -> tuple[list[tuple[Any, Any, bytes]], int]:
+        conn = self._conn
+        assert conn is not None
+        names = names_of(spec)
+        ch = conn.channel()
+        seen: list[tuple[Any, Any, bytes]] = []
+        moved = 0
+        try:
+            for _ in range(DLQ_SCAN_LIMIT):
+                method, props, body = ch.basic_get(names.dlq, auto_ack=False)
+                if method is None:
+                    break
+                seen.append((method, props, body))
+                if pick is not None and pick(props):
+                    if action == "redrive":
+                        headers = {**(props.headers or {}), "x-attempt": 0}
+                        headers.pop("x-error", None)
+                        headers.pop("x-failed-at", None)
+                        again = pika.BasicProperties(
+                            message_id=props.message_id,
+                            delivery_mode=pika.DeliveryMode.Persistent,
+                            content_type="application/json",
+                            headers=headers,
+                        )
+                        if not self._publish_sync("", names.queue, body, again):
+                            raise StorageUnavailableError(f"could not route to {names.queue}")
+                    ch.basic_ack(method.delivery_tag)
+                    moved += 1
+        finally:
+            if ch.is_open:
+                ch.close()  # everything not acked goes back, in order
+        return seen, moved
+
+    async def dead_messages(self, queue: str, offset: int, limit: int) -> list[DeadMessage]:
+        spec = self._specs.get(queue)
+        if spec is None:
+            return []
+        seen, _ = await self._call(lambda: self._scan_dlq(spec, None, "list"), replay=False)
+        out = []
+        for _method, props, body in reversed(seen):
+            headers = props.headers or {}
+            failed = headers.get("x-failed-at")
+            out.append(
+                DeadMessage(
+                    id=props.message_id or "",
+                    data=_loads(body),
+                    error=_text(headers.get("x-error")),
+                    failed_at=failed / 1000 if isinstance(failed, int) else None,
+                    attempts=int(headers.get("x-attempt") or 0),
+                    size_bytes=len(body),
+                )
+            )
+        return out[offset : offset + limit]
+
+    async def redrive(self, queue: str, message_id: str | None = None) -> int:
+        spec = self._specs.get(queue)
+        if spec is None:
+            return 0
+        if message_id is None:
+            _, moved = await self._call(
+                lambda: self._scan_dlq(spec, lambda props: True, "redrive"), replay=False
+            )
+            return int(moved)
+        picked: list[str] = []
+
+        def pick_one(props: Any) -> bool:
+            if not picked and props.message_id == message_id:
+                picked.append(message_id)
+                return True
+            return False
+
+        _, moved = await self._call(lambda: self._scan_dlq(spec, pick_one, "redrive"), replay=False)
+        return int(moved)
+
+    async def discard(self, queue: str, message_id: str) -> int:
+        spec = self._specs.get(queue)
+        if spec is None:
+            return 0
+        picked: list[str] = []
+
+        def pick_one(props: Any) -> bool:
+            if not picked and props.message_id == message_id:
+                picked.append(message_id)
+                return True
+            return False
+
+        _, moved = await self._call(lambda: self._scan_dlq(spec, pick_one, "discard"), replay=False)
+        return int(moved)
+
+    async def counts(self, queue: str) -> QueueCounts:
+        spec = self._specs.get(queue)
+        if spec is None:
+            return QueueCounts(0, 0, 0, 0)
+        names = names_of(spec)
+
+        def run() -> QueueCounts:
+            ch = self._publisher
+            assert ch is not None
+            waiting = ch.queue_declare(names.queue, passive=True).method.message_count
+            delayed = sum(
+                ch.queue_declare(names.retry(d), passive=True).method.message_count
+                for d in self._retry_delays.get(spec.name, ())
+            )
+            dead = ch.queue_declare(names.dlq, passive=True).method.message_count
+            return QueueCounts(waiting, 0, delayed, dead)
+
+        result: QueueCounts = await self._call(run)
+        return result
+
+
+def _noop() -> None:
+    return None
+
+
+def _loads(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body.decode("utf-8", "replace")
+
+
+def _text(value: Any) -> str | None:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for logs."""
+    params = pika.URLParameters(url)
+    return f"amqp://{params.host}:{params.port}{params.virtual_host if params.virtual_host != '/' else ''}"
 
 
 @asynccontextmanager
-async def open_rabbitmq_broker(url: str, **_: Any) -> AsyncIterator[Any]:
-    raise StorageUnavailableError("the rabbitmq queue adapter is not available yet")
-    yield None  # pragma: no cover
+async def open_rabbitmq_broker(
+    url: str,
+    *,
+    queue_type: Literal["classic", "quorum"] = "classic",
+    prefetch_count: int = 10,
+    heartbeat: int = 30,
+    connect_timeout: float = 15.0,
+) -> AsyncIterator[RabbitBroker]:
+    """Connect (the first connection must succeed within ``connect_timeout``), run, close."""
+    broker = RabbitBroker(
+        url,
+        trio.lowlevel.current_trio_token(),
+        queue_type=queue_type,
+        prefetch_count=prefetch_count,
+        heartbeat=heartbeat,
+    )
+    broker.start()
+    try:
+        settled = await trio.to_thread.run_sync(broker.settled.wait, connect_timeout)
+        if broker.fatal is not None:
+            raise broker.fatal
+        if not settled:
+            raise StorageUnavailableError(f"cannot connect to rabbitmq at {_safe_url(url)}")
+        yield broker
+    finally:
+        await broker.aclose()

@@ -1,0 +1,195 @@
+"""iii-queue on the real RabbitMQ at 127.0.0.1:5672 (WORKERS.md §7.9), in a vhost of its own
+so leftovers of one run never reach another: 1,000 jobs each processed once, retries, the DLQ
+and redrive of a middle message, quorum queues, and a broker restart under load
+(``rabbitmqctl stop_app`` / ``start_app``, restored in a ``finally``) losing no job."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.integration.queue.conftest import QueueDeployment, Recorder, call, enqueue
+from tests.support import port_open, require_service, wait_for
+
+pytestmark = pytest.mark.rabbitmq
+
+
+def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
+    out = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return out.stdout
+
+
+@pytest.fixture
+def vhost() -> Iterator[str]:
+    """A vhost per test: queues declared classic by one test never clash with quorum ones."""
+    require_service("rabbitmq", 5672)
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed (needed for a test vhost)")
+    name = f"iii-test-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+def rabbit_block(vhost: str, queues: dict[str, Any], **adapter: Any) -> dict[str, Any]:
+    return {
+        "adapter": {
+            "name": "rabbitmq",
+            "config": {"amqp_url": f"amqp://guest:guest@127.0.0.1:5672/{vhost}", **adapter},
+        },
+        "queue_configs": queues,
+    }
+
+
+def qname() -> str:
+    return f"q{uuid.uuid4().hex[:8]}"
+
+
+def test_a_thousand_jobs_are_each_processed_exactly_once(
+    queue_engine: Callable[..., QueueDeployment], vhost: str
+) -> None:
+    name = qname()
+    q = queue_engine(rabbit_block(vhost, {name: {"concurrency": 10}}))
+    job = Recorder()
+    q.register("test::rjob", job)
+    for n in range(1000):
+        enqueue(q.client, "test::rjob", {"n": n}, queue=name)
+    job.wait_keys(1000, 60.0)
+    assert job.settle() == 1000
+    assert sorted(job.seen) == list(range(1000)) and set(job.seen.values()) == {1}
+    stats = call(q.client, "engine::queue::topic_stats", {"queue": name})
+    assert stats["depth"] == 0 and stats["dlq_depth"] == 0
+
+
+@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
+def test_retry_then_success_and_the_dlq_with_redrive_of_a_middle_message(
+    queue_engine: Callable[..., QueueDeployment], vhost: str, queue_type: str
+) -> None:
+    name = qname()
+    q = queue_engine(
+        rabbit_block(vhost, {name: {"max_retries": 3, "backoff_ms": 100}}, queue_type=queue_type)
+    )
+    healed: set[int] = {100}
+    times: dict[int, list[float]] = {}
+
+    def fail(data: Any, attempt: int) -> bool:
+        times.setdefault(data["n"], []).append(time.monotonic())
+        if data["n"] == 100:
+            return attempt <= 2  # fails twice, then succeeds
+        return data["n"] not in healed
+
+    job = Recorder(fail)
+    q.register("test::rflaky", job)
+    enqueue(q.client, "test::rflaky", {"n": 100}, queue=name)
+    receipts = [
+        enqueue(q.client, "test::rflaky", {"n": n}, queue=name)["messageReceiptId"]
+        for n in range(5)
+    ]
+    wait_for(lambda: job.seen[100] == 3, 20.0)
+    gaps = [b - a for a, b in zip(times[100], times[100][1:], strict=False)]
+    assert gaps[0] >= 0.09 and gaps[1] >= 0.19  # 100 ms, then 200 ms (exponential)
+
+    def dead() -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = call(
+            q.client, "engine::queue::dlq_messages", {"queue": name}
+        )
+        return result
+
+    wait_for(lambda: len(dead()) == 5, 20.0)
+    assert all(job.seen[n] == 3 for n in range(5))  # max_retries 3: three attempts each
+    listed = dead()
+    assert {m["id"] for m in listed} == set(receipts)
+    assert all(m["retries"] == 3 and "failing" in m["error"] for m in listed)
+    middle = receipts[2]
+    healed.add(2)
+    result = call(q.client, "iii::queue::redrive_message", {"queue": name, "message_id": middle})
+    assert result["redriven"] == 1
+    wait_for(lambda: job.seen[2] == 4, 10.0)
+    wait_for(lambda: {m["id"] for m in dead()} == set(receipts) - {middle}, 10.0)
+    gone = call(q.client, "iii::queue::discard_message", {"queue": name, "message_id": receipts[0]})
+    assert gone["redriven"] == 1
+    healed.update(range(5))
+    assert call(q.client, "iii::queue::redrive", {"queue": name})["redriven"] == 3
+    wait_for(lambda: all(job.seen[n] == 4 for n in (1, 3, 4)), 10.0)
+    assert dead() == [] and job.seen[0] == 3
+
+
+def test_durable_topic_on_rabbitmq_reaches_each_subscriber(
+    queue_engine: Callable[..., QueueDeployment], vhost: str
+) -> None:
+    q = queue_engine(rabbit_block(vhost, {}))
+    topic = f"t{uuid.uuid4().hex[:8]}"
+    first, second = Recorder(), Recorder()
+    q.register("test::rfirst", first)
+    q.register("test::rsecond", second)
+    for fid in ("test::rfirst", "test::rsecond"):
+        q.client.register_trigger(
+            {"type": "durable:subscriber", "function_id": fid, "config": {"topic": topic}}
+        )
+    wait_for(
+        lambda: any(
+            t["name"] == topic and t["subscriber_count"] == 2
+            for t in call(q.client, "engine::queue::list_topics", {})
+        ),
+        10.0,
+    )
+    for n in range(20):
+        call(q.client, "iii::durable::publish", {"topic": topic, "data": {"n": n}})
+    first.wait_keys(20)
+    second.wait_keys(20)
+    assert first.settle() == 20 and second.settle() == 20
+
+
+def test_a_broker_restart_under_load_loses_no_job(
+    queue_engine: Callable[..., QueueDeployment], vhost: str
+) -> None:
+    name = qname()
+    q = queue_engine(rabbit_block(vhost, {name: {"concurrency": 5, "backoff_ms": 100}}))
+
+    def slow(data: Any, attempt: int) -> bool:
+        time.sleep(0.005)
+        return False
+
+    job = Recorder(slow)
+    q.register("test::rslow", job)
+    acknowledged: list[int] = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        n = 0
+        while not stop.is_set() and n < 3000:
+            try:
+                enqueue(q.client, "test::rslow", {"n": n}, queue=name)
+                acknowledged.append(n)
+            except Exception:  # the broker is down: not acknowledged, so not counted
+                time.sleep(0.05)
+            n += 1
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    try:
+        wait_for(lambda: len(job.seen) >= 200, 30.0)
+        rabbitmqctl("stop_app")
+        time.sleep(2.0)
+    finally:
+        rabbitmqctl("start_app")
+        wait_for(lambda: port_open(5672), 60.0)
+    time.sleep(3.0)
+    stop.set()
+    producer.join(60)
+    assert len(acknowledged) > 200
+    missing = lambda: set(acknowledged) - set(job.seen)  # noqa: E731
+    wait_for(lambda: not missing(), 90.0, interval=0.2)
+    assert "rabbitmq connection lost; reconnecting" in q.engine.log_text()
