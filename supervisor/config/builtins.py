@@ -13,6 +13,7 @@ import attrs
 
 from manifests.blocks import (
     configuration,
+    cron,
     http,
     observability,
     pubsub,
@@ -120,6 +121,16 @@ BUILTINS: tuple[Builtin, ...] = (
         in_configuration=True,
     ),
     Builtin(
+        "iii-cron",
+        ("cron",),
+        renamed_to="cron",
+        actor="actors.cron",
+        manifest="iii-cron",
+        block=cron.CronBlock,
+        defaults=cron.DEFAULTS,
+        in_configuration=True,
+    ),
+    Builtin(
         "configuration",
         actor="actors.configuration",
         manifest="configuration",
@@ -148,7 +159,6 @@ BUILTINS: tuple[Builtin, ...] = (
 
 # Upstream built-ins we do not run yet: such entries load with a warning, so upstream files load.
 NOT_IMPLEMENTED: tuple[UpstreamWorker, ...] = (
-    UpstreamWorker("iii-cron", ("cron",), renamed_to="cron"),
     UpstreamWorker("iii-http-functions"),
     UpstreamWorker("iii-exec"),
     UpstreamWorker("iii-bridge"),

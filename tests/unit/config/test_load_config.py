@@ -191,7 +191,8 @@ def test_unknown_name_lists_known_workers(write: Write) -> None:
 
 def test_not_implemented_builtins_load_with_a_warning(write: Write) -> None:
     path = write(
-        "config.yaml", "workers:\n  - name: iii-exec\n  - name: cron\n  - name: iii-telemetry\n"
+        "config.yaml",
+        "workers:\n  - name: iii-exec\n  - name: iii-bridge\n  - name: iii-telemetry\n",
     )
     config = load_config(path, env={})
     assert [w.name for w in config.workers] == MANDATORY
@@ -200,7 +201,7 @@ def test_not_implemented_builtins_load_with_a_warning(write: Write) -> None:
         "config.yaml:2: workers[0] (iii-exec): iii-exec is not implemented by "
         "iii-supervisor yet; the entry is ignored"
     )
-    with pytest.raises(ConfigError, match="cron is not implemented"):
+    with pytest.raises(ConfigError, match="iii-bridge is not implemented"):
         load(path, env={}, strict=True)
 
 
@@ -621,9 +622,9 @@ def test_depends_on_ignored_or_invalid_targets(write: Write) -> None:
         "config.yaml",
         """
         workers:
-          - name: iii-cron
+          - name: iii-exec
           - name: api
-            supervise: {command: x, depends_on: [cron, iii-cron]}
+            supervise: {command: x, depends_on: [iii-exec, iii-bridge]}
         """,
     )
     config = load_config(path, env={})
