@@ -1,8 +1,9 @@
 """iii-cron under a real ``iii-supervisor up`` with official SDK 0.23 workers (WORKERS.md §8):
 an every-second cron fires about once a second with upstream's payload; a bad expression is
-refused with upstream's message; a killed cron actor comes back without repeating a tick; and
-two supervisors on one Redis, each with its own SDK worker registering the same cron, fire each
-tick exactly once between them, also while one of them stops (§14, §16 item 18)."""
+refused with upstream's message; a killed cron actor comes back without repeating a tick; the
+adapter changes live through the configuration worker (§8.1); and two supervisors on one Redis,
+each with its own SDK worker registering the same cron, fire each tick exactly once between
+them, also while one of them stops (§14, §16 item 18)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from tests.support import EngineProcess, find_process, require_service, wait_for
+from tests.support import EngineProcess, find_process, require_service, sdk_client, wait_for
 
 WORKER = """
 import json, os, sys, time
@@ -206,3 +207,24 @@ def test_two_supervisors_on_one_redis_fire_each_tick_once(cluster: Cluster) -> N
     assert_each_tick_once(fires)
     late = [f for f in fires if f["at"] > stopped + 1]
     assert late and {f["engine"] for f in late} == {"b"}
+
+
+@pytest.mark.redis
+def test_the_adapter_changes_live_through_the_configuration_worker(cluster: Cluster) -> None:
+    require_service("Redis", 6379)
+    engine = cluster.start("solo")
+    cluster.wait_fires(2)
+    client = sdk_client(engine.url, "cron-admin")
+    try:
+        entry = client.trigger({"function_id": "configuration::get", "payload": {"id": "iii-cron"}})
+        assert entry["value"] == {"adapter": {"name": "kv"}}
+        value = {"adapter": REDIS}
+        client.trigger(
+            {"function_id": "configuration::set", "payload": {"id": "iii-cron", "value": value}}
+        )
+        wait_for(lambda: "iii-cron adapter changed" in engine.log_text(), 15)
+        changed = time.time()
+        wait_for(lambda: sum(f["at"] > changed for f in cluster.fires()) >= 3, 15, interval=0.2)
+    finally:
+        client.shutdown()
+    assert_each_tick_once(cluster.fires())  # the job moved over without a gap or a repeat
