@@ -248,7 +248,10 @@ class RabbitBroker:
             self._finish(op)
 
     def _finish(self, op: _Op) -> None:
-        self._token.run_sync_soon(op.done.set)
+        try:
+            self._token.run_sync_soon(op.done.set)
+        except trio.RunFinishedError:  # trio is gone: nobody waits any more
+            pass
 
     def _fail_expired(self) -> None:
         kept: list[_Op] = []
@@ -293,9 +296,10 @@ class RabbitBroker:
         op = _Op(run, trio.Event(), time.monotonic() + OP_TIMEOUT, replay)
         self._ops.put(op)
         self._wake()
-        with trio.CancelScope(shield=True):  # the thread will finish it either way
-            with trio.move_on_after(OP_TIMEOUT + 5):
-                await op.done.wait()
+        # Not shielded: a caller cancelled (the actor stopping) stops waiting; the thread still
+        # finishes or fails the operation on its own.
+        with trio.move_on_after(OP_TIMEOUT + 5):
+            await op.done.wait()
         if not op.done.is_set():
             raise StorageUnavailableError("rabbitmq operation timed out")
         if op.error is not None:
@@ -394,7 +398,10 @@ class RabbitBroker:
             target=target,
             token=_Token(ch, method.delivery_tag, generation, headers, props, body),
         )
-        self._token.run_sync_soon(self._send.send_nowait, delivery)
+        try:
+            self._token.run_sync_soon(self._send.send_nowait, delivery)
+        except trio.RunFinishedError:  # stopping: unacked, so the broker keeps it
+            pass
 
     # -- publishing (thread) -----------------------------------------------------------------
 

@@ -30,7 +30,8 @@ def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
 
 @pytest.fixture
 def vhost() -> Iterator[str]:
-    """A vhost per test: queues declared classic by one test never clash with quorum ones."""
+    """A vhost per test: queues declared classic by one test never clash with quorum ones.
+    Tests ask for it before ``queue_engine``, so the engine stops before the vhost goes."""
     require_service("rabbitmq", 5672)
     if shutil.which("rabbitmqctl") is None:
         pytest.skip("rabbitmqctl is not installed (needed for a test vhost)")
@@ -58,7 +59,7 @@ def qname() -> str:
 
 
 def test_a_thousand_jobs_are_each_processed_exactly_once(
-    queue_engine: Callable[..., QueueDeployment], vhost: str
+    vhost: str, queue_engine: Callable[..., QueueDeployment]
 ) -> None:
     name = qname()
     q = queue_engine(rabbit_block(vhost, {name: {"concurrency": 10}}))
@@ -75,7 +76,7 @@ def test_a_thousand_jobs_are_each_processed_exactly_once(
 
 @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
 def test_retry_then_success_and_the_dlq_with_redrive_of_a_middle_message(
-    queue_engine: Callable[..., QueueDeployment], vhost: str, queue_type: str
+    vhost: str, queue_engine: Callable[..., QueueDeployment], queue_type: str
 ) -> None:
     name = qname()
     q = queue_engine(
@@ -127,7 +128,7 @@ def test_retry_then_success_and_the_dlq_with_redrive_of_a_middle_message(
 
 
 def test_durable_topic_on_rabbitmq_reaches_each_subscriber(
-    queue_engine: Callable[..., QueueDeployment], vhost: str
+    vhost: str, queue_engine: Callable[..., QueueDeployment]
 ) -> None:
     q = queue_engine(rabbit_block(vhost, {}))
     topic = f"t{uuid.uuid4().hex[:8]}"
@@ -153,7 +154,7 @@ def test_durable_topic_on_rabbitmq_reaches_each_subscriber(
 
 
 def test_a_broker_restart_under_load_loses_no_job(
-    queue_engine: Callable[..., QueueDeployment], vhost: str
+    vhost: str, queue_engine: Callable[..., QueueDeployment]
 ) -> None:
     name = qname()
     q = queue_engine(rabbit_block(vhost, {name: {"concurrency": 5, "backoff_ms": 100}}))
