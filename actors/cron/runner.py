@@ -134,11 +134,10 @@ class CronRunner:
                     await self._changed.wait()
 
     async def _fire(self, job: CronJob, fire: Fire) -> None:
-        actual = self._clock()
         with trio.CancelScope() as scope:
             self._running[job.id] = scope
             try:
-                await self._claimed_run(job, fire, actual)
+                await self._claimed_run(job, fire)
             except Exception:  # a bug must not stop the scheduler; the job goes on
                 log.exception("cron fire failed", job_id=job.id, tick=fire.tick)
         if self._running.get(job.id) is scope:
@@ -146,7 +145,7 @@ class CronRunner:
             self.schedule.done(job.id, self._clock())
             self._changed.set()
 
-    async def _claimed_run(self, job: CronJob, fire: Fire, actual: float) -> None:
+    async def _claimed_run(self, job: CronJob, fire: Fire) -> None:
         ttl = self.lock_ttl_ms
         if await self.locks.acquire(f"{job.key}@{fire.tick}", ttl) is None:
             log.debug("tick already claimed; skipped", job_id=job.id, tick=fire.tick)
@@ -157,6 +156,7 @@ class CronRunner:
             return
         try:
             await self._record(job, fire)
+            actual = self._clock()  # as upstream: the payload is built once the lock is held
             if fire.late:
                 log.info(
                     "firing a tick late", job_id=job.id, tick=fire.tick, late_s=actual - fire.tick
