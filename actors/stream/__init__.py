@@ -116,4 +116,5 @@ async def serve(ctx: ActorContext[StreamBlock]) -> None:
             apply=settings.apply,
         )
         await ctx.stopped()
+        await server.shutdown()
         nursery.cancel_scope.cancel()

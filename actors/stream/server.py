@@ -121,17 +121,55 @@ class StreamServer:
         self.hooks = hooks
         self.auth_function = auth_function
         self.send_buffer = send_buffer
-        self.connections: set[StreamConnection] = set()
+        self.connections: dict[StreamConnection, WebSocketServerConnection] = {}
+        # (stream, group) → the connections with a subscription there, and how many each has
+        self._by_group: dict[tuple[str, str], dict[StreamConnection, int]] = {}
         self._nursery: trio.Nursery | None = None
 
     # -- events from the pub/sub ---------------------------------------------------------
 
     def dispatch(self, frame: Any) -> None:
-        if not isinstance(frame, dict) or not self.connections:
+        if not isinstance(frame, dict):
+            return
+        stream, group = frame.get("streamName"), frame.get("groupId")
+        if not isinstance(stream, str) or not isinstance(group, str):
+            return
+        conns = self._by_group.get((stream, group))
+        if not conns:
             return
         payload = orjson.dumps(frame)
-        for conn in list(self.connections):
+        for conn in list(conns):
             conn.deliver(frame, payload)
+
+    def _subscribe(self, conn: StreamConnection, sub: Subscription) -> None:
+        """Record ``sub`` (replacing one with the same id)."""
+        self._unsubscribe(conn, sub.id)
+        conn.subs[sub.id] = sub
+        counts = self._by_group.setdefault((sub.stream_name, sub.group_id), {})
+        counts[conn] = counts.get(conn, 0) + 1
+
+    def _unsubscribe(self, conn: StreamConnection, sub_id: str) -> Subscription | None:
+        sub = conn.subs.pop(sub_id, None)
+        conn.pending.pop(sub_id, None)
+        if sub is None:
+            return None
+        key = (sub.stream_name, sub.group_id)
+        counts = self._by_group.get(key, {})
+        left = counts.get(conn, 1) - 1
+        if left > 0:
+            counts[conn] = left
+        else:
+            counts.pop(conn, None)
+            if not counts:
+                self._by_group.pop(key, None)
+        return sub
+
+    async def shutdown(self, timeout: float = DROP_GRACE) -> None:
+        """Tell every client the server is going away (close 1001), bounded by ``timeout``."""
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as nursery:
+                for ws in list(self.connections.values()):
+                    nursery.start_soon(_say_going_away, ws)
 
     # -- listening -----------------------------------------------------------------------
 
@@ -189,7 +227,7 @@ class StreamServer:
         except CarrierClosed:
             return
         conn = StreamConnection(peer=peer, send_buffer=self.send_buffer, context=context)
-        self.connections.add(conn)
+        self.connections[conn] = ws
         log.debug("stream client connected", peer=peer)
         try:
             async with trio.open_nursery() as nursery:
@@ -201,7 +239,7 @@ class StreamServer:
                         send_buffer=self.send_buffer,
                         close_code=CLOSE_SLOW_CONSUMER,
                     )
-                    self.connections.discard(conn)
+                    self.connections.pop(conn, None)
                     conn.outgoing.close()
                     nursery.start_soon(_cut_after, DROP_GRACE, nursery.cancel_scope)
 
@@ -210,10 +248,11 @@ class StreamServer:
                 await self._reader(conn, ws)
                 nursery.cancel_scope.cancel()
         finally:
-            self.connections.discard(conn)
+            self.connections.pop(conn, None)
+            held = [sub for sid in list(conn.subs) if (sub := self._unsubscribe(conn, sid))]
             await _hard_close(ws)
-            if conn.subs and self._nursery is not None:
-                self._nursery.start_soon(self._leave_all, conn, list(conn.subs.values()))
+            if held and self._nursery is not None:
+                self._nursery.start_soon(self._leave_all, conn, held)
             log.debug("stream client gone", peer=peer, dropped=conn.dropped)
 
     async def _sender(
@@ -251,8 +290,7 @@ class StreamServer:
                 sub = conn.subs.get(msg.subscription_id)
                 if sub is not None:
                     await self._fire(self.hooks.leave_bindings, sub, conn.context)
-                    conn.subs.pop(msg.subscription_id, None)
-                    conn.pending.pop(msg.subscription_id, None)
+                    self._unsubscribe(conn, msg.subscription_id)
 
     # -- join / leave --------------------------------------------------------------------
 
@@ -265,7 +303,7 @@ class StreamServer:
             )
             conn.offer(orjson.dumps(frame))
             return
-        conn.subs[sub.id] = sub  # replaces a subscription with the same id
+        self._subscribe(conn, sub)  # replaces a subscription with the same id
         held: list[bytes] = []
         conn.pending[sub.id] = held
         data: Any = None
@@ -335,6 +373,13 @@ class StreamServer:
             log.warning("stream auth function failed", code=exc.code, error=exc.message)
             return None
         return result.get("context") if isinstance(result, dict) else None
+
+
+async def _say_going_away(ws: WebSocketServerConnection) -> None:
+    try:
+        await ws.write_raw(encode_close(CLOSE_GOING_AWAY, "server stopping"))
+    except CarrierClosed:
+        pass
 
 
 async def _cut_after(seconds: float, scope: trio.CancelScope) -> None:

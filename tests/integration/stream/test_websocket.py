@@ -207,3 +207,14 @@ def test_a_client_that_never_reads_is_dropped_and_others_keep_receiving(
     finally:
         slow.close()
         fast.close()
+
+
+def test_clients_are_told_when_the_server_stops(stream_engine: Callable[..., StreamEngine]) -> None:
+    engine = stream_engine()
+    ws = engine.ws()
+    join(ws, "g", name(), "room")
+    receive_json(ws)
+    engine.engine.stop()
+    with pytest.raises(ConnectionClosed) as closed:
+        ws.recv(timeout=10)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
