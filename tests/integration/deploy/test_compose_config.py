@@ -4,9 +4,10 @@ through the config's own ``${REDIS_HOST:redis}``-style variables, as compose's e
 them to the service names.
 
 Proved here: every worker becomes ready, ``health --ready`` passes, a ``state::set`` made
-through the SDK lands in Redis (read back with a plain Redis client), and the queue block's
-AMQP URL, resolved from the same variables, reaches RabbitMQ. Not yet: a queued job, which
-needs the iii-queue built-in (loaded with a warning and skipped until it lands).
+through the SDK lands in Redis (read back with a plain Redis client), the queue block's AMQP
+URL, resolved from the same variables, reaches RabbitMQ, and a job enqueued with the SDK's
+``TriggerAction.Enqueue`` on the ``default`` queue goes through RabbitMQ to its function. The
+broker's ``/`` vhost is shared, so the job carries a marker of its own run.
 """
 
 from __future__ import annotations
@@ -18,14 +19,17 @@ import subprocess
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pika
 import pytest
 import redis
 import yaml
+from iii import TriggerAction
 
 from supervisor.config.interpolate import expand_text
-from tests.support import BIN, REPO, free_port, require_service, sdk_client
+from tests.integration.engine.conftest import function_ids
+from tests.support import BIN, REPO, free_port, require_service, sdk_client, wait_for
 
 CONFIG = REPO / "deploy" / "config.compose.yaml"
 
@@ -107,6 +111,22 @@ def test_compose_config_runs_on_local_redis_and_rabbitmq(tmp_path: Path) -> None
         connection = pika.BlockingConnection(pika.URLParameters(url))
         assert connection.is_open
         connection.close()
+
+        # A queued job: enqueued through the engine, delivered by RabbitMQ, run by the SDK.
+        marker = uuid.uuid4().hex
+        seen: list[Any] = []
+        job = f"compose::job_{marker[:8]}"
+        client.register_function(job, lambda data: seen.append(data.get("marker")))
+        wait_for(lambda: job in function_ids(client), 10.0)
+        receipt = client.trigger(
+            {
+                "function_id": job,
+                "payload": {"marker": marker},
+                "action": TriggerAction.Enqueue(queue="default"),
+            }
+        )
+        assert receipt and receipt.get("messageReceiptId"), receipt
+        wait_for(lambda: marker in seen, 20.0)
 
         assert run_cli(env, "shutdown").returncode == 0
         assert proc.wait(30) == 0, log.read_text()[-3000:]
