@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from iii import InvocationError
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
@@ -218,3 +219,41 @@ def test_clients_are_told_when_the_server_stops(stream_engine: Callable[..., Str
     with pytest.raises(ConnectionClosed) as closed:
         ws.recv(timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+
+def test_the_auth_function_changes_live_through_the_configuration_worker(
+    stream_engine: Callable[..., StreamEngine],
+) -> None:
+    engine = stream_engine()
+    c, s = engine.client, name()
+    contexts: list[Any] = []
+    c.register_function("test::auth", lambda data: {"context": "from-auth"})
+    c.register_function("test::on_join", lambda data: contexts.append(data["context"]))
+    c.register_trigger({"type": "stream:join", "function_id": "test::on_join", "config": {}})
+
+    def stored() -> Any:
+        try:
+            return call(c, "configuration::get", {"id": "iii-stream"})["value"]
+        except InvocationError:
+            return None
+
+    value = wait_for(stored, 20.0, interval=0.2)
+    live = {"id": "iii-stream", "value": {**value, "auth_function": "test::auth"}}
+
+    def set_live() -> bool:  # refused until the actor has registered the entry's schema
+        try:
+            call(c, "configuration::set", live)
+        except InvocationError as exc:
+            assert exc.code == "SCHEMA_UNAVAILABLE", exc
+            return False
+        return True
+
+    wait_for(set_live, 20.0, interval=0.2)
+
+    def joined_with_context() -> bool:
+        with engine.ws() as ws:
+            join(ws, "g", s, "room")
+            receive_json(ws)
+        return "from-auth" in contexts
+
+    wait_for(joined_with_context, 10.0, interval=0.2)
