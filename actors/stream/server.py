@@ -241,7 +241,9 @@ class StreamServer:
                     )
                     self.connections.pop(conn, None)
                     conn.outgoing.close()
-                    nursery.start_soon(_cut_after, DROP_GRACE, nursery.cancel_scope)
+                    # Cut it if its pending write does not finish in time (it never reads).
+                    scope = nursery.cancel_scope
+                    scope.deadline = min(scope.deadline, trio.current_time() + DROP_GRACE)
 
                 conn.on_drop = drop
                 nursery.start_soon(self._sender, conn, ws, nursery.cancel_scope)
@@ -380,11 +382,6 @@ async def _say_going_away(ws: WebSocketServerConnection) -> None:
         await ws.write_raw(encode_close(CLOSE_GOING_AWAY, "server stopping"))
     except CarrierClosed:
         pass
-
-
-async def _cut_after(seconds: float, scope: trio.CancelScope) -> None:
-    await trio.sleep(seconds)
-    scope.cancel()
 
 
 async def _hard_close(ws: WebSocketServerConnection) -> None:
