@@ -1,7 +1,8 @@
 """iii-queue on the real RabbitMQ at 127.0.0.1:5672 (WORKERS.md §7.9), in a vhost of its own
 so leftovers of one run never reach another: 1,000 jobs each processed once, retries, the DLQ
-and redrive of a middle message, quorum queues, and a broker restart under load
-(``rabbitmqctl stop_app`` / ``start_app``, restored in a ``finally``) losing no job."""
+and redrive of a middle message, quorum queues, a broker restart under load
+(``rabbitmqctl stop_app`` / ``start_app``, restored in a ``finally``) and a SIGKILL of the
+queue actor mid-stream, each losing no job."""
 
 from __future__ import annotations
 
@@ -194,3 +195,40 @@ def test_a_broker_restart_under_load_loses_no_job(
     missing = lambda: set(acknowledged) - set(job.seen)  # noqa: E731
     wait_for(lambda: not missing(), 90.0, interval=0.2)
     assert "rabbitmq connection lost; reconnecting" in q.engine.log_text()
+
+
+def test_sigkill_of_the_actor_mid_stream_loses_no_job_on_rabbitmq(
+    vhost: str, queue_engine: Callable[..., QueueDeployment]
+) -> None:
+    """Unacknowledged deliveries of a killed consumer go back to the queue (manual acks)."""
+    import os
+    import signal
+
+    total = 400
+    name = qname()
+    q = queue_engine(
+        rabbit_block(vhost, {name: {"concurrency": 4}}),
+        supervise={"backoff": {"initial": "200ms"}},
+    )
+    gate = threading.Event()
+
+    def slow(data: Any, attempt: int) -> bool:
+        gate.wait(30.0)
+        time.sleep(0.01)
+        return False
+
+    job = Recorder(slow)
+    q.register("test::rslow", job)
+    for n in range(total):  # all confirmed by the broker before any finishes
+        enqueue(q.client, "test::rslow", {"n": n}, queue=name)
+    gate.set()
+    wait_for(lambda: len(job.seen) >= total // 4, 30.0, interval=0.01)
+    first_pid = q.actor_pid()
+    os.kill(first_pid, signal.SIGKILL)
+    assert len(job.seen) < total
+    wait_for(lambda: q.actor_pid() != first_pid, 20.0)
+    q.wait_ready()
+    job.wait_keys(total, 60.0)
+    job.settle()
+    assert sorted(job.seen) == list(range(total))  # every job at least once
+    assert sum(c - 1 for c in job.seen.values()) <= 8  # only those in flight at the kill
