@@ -27,11 +27,11 @@ from actors.cron.jobs import (
 )
 from actors.cron.runner import CronJob, CronRunner
 from actors.cron.schedule import Fire
+from actors.runtime.adoption import swap_adapter
 from actors.runtime.fanout import CONDITION_TIMEOUT, HANDLER_TIMEOUT, condition_of
 from manifests.blocks.adapters import KvAdapter, RedisAdapter
 from manifests.blocks.cron import REDIS_LOCK_TTL_MS, CronAdapter, CronKvAdapter
-from manifests.blocks.strict import BlockError
-from storage import KeyValueStore, StorageError
+from storage import KeyValueStore
 from storage.locks import KvLockStore, LockStore, open_redis_locks
 from transport.client import BusClient, FunctionError, TriggerBinding
 
@@ -145,23 +145,9 @@ class CronService:
 
     async def apply_settings(self, value: Any) -> None:
         """Adopt the configuration worker's value (the adapter is hot-swappable, §8.1)."""
-        try:
-            adapter = parse_config(value).lock_adapter()
-        except BlockError as exc:
-            log.error("iii-cron configuration rejected; adapter unchanged", error=str(exc))
-            return
-        if adapter == self.adapter:
-            return
-        try:
-            await self.use_adapter(adapter)
-        except StorageError as exc:
-            log.error(
-                "iii-cron adapter change failed; keeping the current adapter",
-                requested=adapter.name,
-                error=str(exc),
-            )
-            return
-        log.info("iii-cron adapter changed", adapter=adapter.name)
+        await swap_adapter(
+            "iii-cron", lambda: parse_config(value).lock_adapter(), self.adapter, self.use_adapter
+        )
 
     # -- the cron trigger type -----------------------------------------------------------------
 

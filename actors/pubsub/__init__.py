@@ -24,9 +24,9 @@ import trio
 
 from actors.pubsub.config import BLOCK, parse_config
 from actors.runtime import ActorContext, Payload, pubsub_backend
+from actors.runtime.adoption import swap_adapter
 from manifests.blocks import pubsub
 from manifests.blocks.pubsub import PubSubAdapter, PubSubBlock
-from manifests.blocks.strict import BlockError
 from storage import PubSub, StorageError, open_pubsub
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
 from transport.jsonshape import json_type
@@ -96,23 +96,12 @@ class PubSubService:
 
     async def apply_settings(self, value: Any) -> None:
         """Adopt the configuration worker's value (the adapter is hot-swappable, §9.1)."""
-        try:
-            adapter = parse_config(value).backend_adapter()
-        except BlockError as exc:
-            log.error("iii-pubsub configuration rejected; adapter unchanged", error=str(exc))
-            return
-        if adapter == self.adapter:
-            return
-        try:
-            await self.use_adapter(adapter)
-        except StorageError as exc:
-            log.error(
-                "iii-pubsub adapter change failed; keeping the current adapter",
-                requested=adapter.name,
-                error=str(exc),
-            )
-            return
-        log.info("iii-pubsub adapter changed", adapter=adapter.name)
+        await swap_adapter(
+            "iii-pubsub",
+            lambda: parse_config(value).backend_adapter(),
+            self.adapter,
+            self.use_adapter,
+        )
 
     # -- publish ----------------------------------------------------------------------------
 

@@ -11,14 +11,16 @@ the expanded value and decides per field what it can take live; it must not rais
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import structlog
 import trio
 
+from manifests.blocks.strict import BlockError
+from storage import StorageError
 from transport.client import BusClient, FunctionError, InvocationContext
 
-__all__ = ["CALL_TIMEOUT", "Apply", "ConfigAdoption"]
+__all__ = ["CALL_TIMEOUT", "Apply", "ConfigAdoption", "swap_adapter"]
 
 log = structlog.get_logger("configuration.adoption")
 
@@ -28,6 +30,7 @@ _BACKOFF: Final = (0.1, 0.25, 0.5, 1.0, 2.0)
 _UNAVAILABLE: Final = frozenset({"function_not_found", "invocation_stopped", "TIMEOUT"})
 
 Apply = Callable[[Any], Awaitable[None]]
+A = TypeVar("A")
 
 
 class ConfigAdoption:
@@ -155,3 +158,34 @@ def _register_trigger(
 ) -> None:
     """A connection-owned trigger with a fixed id (re-registration replaces it)."""
     client.register_trigger(trigger_type, function_id, config, trigger_id=trigger_id)
+
+
+async def swap_adapter(
+    actor: str,
+    read: Callable[[], A],
+    current: object,
+    use: Callable[[A], Awaitable[None]],
+) -> None:
+    """Adopt a new storage adapter from a configuration value, or keep the current one.
+
+    ``read`` parses the value into the adapter (a bad value raises ``BlockError``); ``use``
+    opens it and switches over (raises ``StorageError`` if it cannot). Either failure keeps
+    the adapter in use and says why; an unchanged adapter is left alone.
+    """
+    try:
+        adapter = read()
+    except BlockError as exc:
+        log.error(f"{actor} configuration rejected; adapter unchanged", error=str(exc))
+        return
+    if adapter == current:
+        return
+    try:
+        await use(adapter)
+    except StorageError as exc:
+        log.error(
+            f"{actor} adapter change failed; keeping the current adapter",
+            requested=getattr(adapter, "name", None),
+            error=str(exc),
+        )
+        return
+    log.info(f"{actor} adapter changed", adapter=getattr(adapter, "name", None))
