@@ -28,7 +28,7 @@ from actors.cron.jobs import (
 from actors.cron.runner import CronJob, CronRunner
 from actors.cron.schedule import Fire
 from actors.runtime.adoption import swap_adapter
-from actors.runtime.fanout import CONDITION_TIMEOUT, HANDLER_TIMEOUT, condition_of
+from actors.runtime.fanout import passes_condition, run_handler
 from manifests.blocks.adapters import KvAdapter, RedisAdapter
 from manifests.blocks.cron import REDIS_LOCK_TTL_MS, CronAdapter, CronKvAdapter
 from storage import KeyValueStore
@@ -180,36 +180,5 @@ class CronService:
         """Condition, then handler, each awaited (§8.3: the run goes to completion)."""
         binding = job.binding
         payload = cron_payload(job.id, fire.tick, actual)
-        condition = condition_of(binding)
-        if condition is not None:
-            try:
-                verdict = await self.client.invoke(
-                    condition, payload, namespace=binding.namespace, timeout=CONDITION_TIMEOUT
-                )
-            except FunctionError as exc:
-                log.warning(
-                    "cron condition failed; run skipped",
-                    job_id=job.id,
-                    condition_function_id=condition,
-                    code=exc.code,
-                    error=exc.message,
-                )
-                return
-            if verdict is False:
-                return
-        try:
-            await self.client.invoke(
-                binding.function_id,
-                payload,
-                namespace=binding.namespace,
-                metadata=binding.metadata,
-                timeout=HANDLER_TIMEOUT,
-            )
-        except FunctionError as exc:
-            log.warning(
-                "cron handler failed",
-                job_id=job.id,
-                function_id=binding.function_id,
-                code=exc.code,
-                error=exc.message,
-            )
+        if await passes_condition(self.client, binding, payload, job_id=job.id):
+            await run_handler(self.client, binding, payload, job_id=job.id)

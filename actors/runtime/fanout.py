@@ -17,7 +17,14 @@ import trio
 
 from transport.client import BusClient, FunctionError, TriggerBinding
 
-__all__ = ["CONDITION_TIMEOUT", "HANDLER_TIMEOUT", "EventFanout", "condition_of"]
+__all__ = [
+    "CONDITION_TIMEOUT",
+    "HANDLER_TIMEOUT",
+    "EventFanout",
+    "condition_of",
+    "passes_condition",
+    "run_handler",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -34,6 +41,59 @@ def condition_of(binding: TriggerBinding) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+async def passes_condition(
+    client: BusClient, binding: TriggerBinding, payload: Any, **log_fields: Any
+) -> bool:
+    """Run the binding's condition function, if it has one: only a JSON ``false`` or a failed
+    condition (logged with ``log_fields``) says no."""
+    condition = condition_of(binding)
+    if condition is None:
+        return True
+    try:
+        verdict = await client.invoke(
+            condition, payload, namespace=binding.namespace, timeout=CONDITION_TIMEOUT
+        )
+    except FunctionError as exc:
+        log.warning(
+            "trigger condition failed; handler skipped",
+            condition_function_id=condition,
+            code=exc.code,
+            error=exc.message,
+            **log_fields,
+        )
+        return False
+    return verdict is not False
+
+
+async def run_handler(
+    client: BusClient,
+    binding: TriggerBinding,
+    payload: Any,
+    *,
+    timeout: float = HANDLER_TIMEOUT,  # noqa: ASYNC109
+    **log_fields: Any,
+) -> tuple[bool, Any]:
+    """Call the binding's function; ``(False, None)`` after logging a failure."""
+    try:
+        result = await client.invoke(
+            binding.function_id,
+            payload,
+            namespace=binding.namespace,
+            metadata=binding.metadata,
+            timeout=timeout,
+        )
+    except FunctionError as exc:
+        log.warning(
+            "trigger handler failed",
+            function_id=binding.function_id,
+            code=exc.code,
+            error=exc.message,
+            **log_fields,
+        )
+        return False, None
+    return True, result
 
 
 class EventFanout:
@@ -55,40 +115,15 @@ class EventFanout:
                 await self._call(binding, payload)
 
     async def _passes(self, binding: TriggerBinding, payload: Any) -> bool:
-        condition = condition_of(binding)
-        if condition is None:
-            return True
-        try:
-            verdict = await self._client.invoke(
-                condition, payload, namespace=binding.namespace, timeout=CONDITION_TIMEOUT
-            )
-        except FunctionError as exc:
-            log.warning(
-                "trigger condition failed; handler skipped",
-                trigger_type=self._trigger_type,
-                trigger_id=binding.id,
-                condition_function_id=condition,
-                code=exc.code,
-                error=exc.message,
-            )
-            return False
-        return verdict is not False
+        return await passes_condition(
+            self._client,
+            binding,
+            payload,
+            trigger_type=self._trigger_type,
+            trigger_id=binding.id,
+        )
 
     async def _call(self, binding: TriggerBinding, payload: Any) -> None:
-        try:
-            await self._client.invoke(
-                binding.function_id,
-                payload,
-                namespace=binding.namespace,
-                metadata=binding.metadata,
-                timeout=HANDLER_TIMEOUT,
-            )
-        except FunctionError as exc:
-            log.warning(
-                "trigger handler failed",
-                trigger_type=self._trigger_type,
-                trigger_id=binding.id,
-                function_id=binding.function_id,
-                code=exc.code,
-                error=exc.message,
-            )
+        await run_handler(
+            self._client, binding, payload, trigger_type=self._trigger_type, trigger_id=binding.id
+        )

@@ -23,6 +23,7 @@ import orjson
 import structlog
 import trio
 
+from actors.runtime.fanout import run_handler
 from actors.stream.events import (
     SYNC,
     UNAUTHORIZED,
@@ -338,22 +339,10 @@ class StreamServer:
             "context": context,
         }
         for binding in list(bindings.values()):
-            try:
-                result = await self.client.invoke(
-                    binding.function_id,
-                    payload,
-                    namespace=binding.namespace,
-                    metadata=binding.metadata,
-                    timeout=JOIN_TIMEOUT,
-                )
-            except FunctionError as exc:
-                log.warning(
-                    "stream join/leave trigger failed",
-                    trigger_id=binding.id,
-                    function_id=binding.function_id,
-                    code=exc.code,
-                    error=exc.message,
-                )
+            ok, result = await run_handler(
+                self.client, binding, payload, timeout=JOIN_TIMEOUT, trigger_id=binding.id
+            )
+            if not ok:
                 continue
             if isinstance(result, dict) and result.get("unauthorized") is True:
                 return True
