@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+# SDK 0.25 workers run in their own venv beside the 0.23 one (a process imports one version).
+SDK025_VENV := .venv-sdk025
+SDK025_STAMP := $(SDK025_VENV)/.installed
+SDK025_PIN := iii-sdk==0.25.0
 
 .PHONY: up test typecheck bench lint fmt services deploy-tools clean
 
@@ -23,7 +27,12 @@ $(TEST_STAMP): pyproject.toml | $(BIN)/python
 up: $(STAMP)
 	$(BIN)/iii-supervisor up $(ARGS)
 
-test: $(TEST_STAMP) services deploy-tools
+$(SDK025_STAMP): Makefile
+	$(PY) -m venv $(SDK025_VENV)
+	$(SDK025_VENV)/bin/pip install -q '$(SDK025_PIN)' hypothesis
+	touch $@
+
+test: $(TEST_STAMP) $(SDK025_STAMP) services deploy-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -32,7 +41,7 @@ test: $(TEST_STAMP) services deploy-tools
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy
 
-bench: $(TEST_STAMP) services
+bench: $(TEST_STAMP) $(SDK025_STAMP) services
 	$(BIN)/python -m tests.perf.run_all
 
 lint: $(TEST_STAMP)
@@ -54,4 +63,4 @@ deploy-tools:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd; } >/dev/null 2>&1; } || true
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(SDK025_VENV) .pytest_cache build *.egg-info

@@ -20,6 +20,9 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+# The official SDK 0.25 lives in its own venv (made by `make test`): a process imports one
+# version, so 0.25 workers are subprocesses run with this interpreter.
+SDK025_PYTHON = REPO / ".venv-sdk025" / "bin" / "python"
 
 
 def free_port() -> int:
@@ -132,13 +135,21 @@ class EngineProcess:
 class WorkerProcess:
     """A Python script (using the official iii SDK) run as its own OS process."""
 
-    def __init__(self, source: str, tmp: Path, url: str, name: str = "worker", **env: str):
+    def __init__(
+        self,
+        source: str,
+        tmp: Path,
+        url: str,
+        name: str = "worker",
+        python: Path | str | None = None,
+        **env: str,
+    ):
         self.path = tmp / f"{name}-{time.monotonic_ns()}.py"
         self.path.write_text(textwrap.dedent(source))
         self.log_path = self.path.with_suffix(".log")
         self._log = open(self.log_path, "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, str(self.path)],
+            [str(python or sys.executable), str(self.path)],
             env={**os.environ, "III_URL": url, "OTEL_ENABLED": "false", **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -158,6 +169,16 @@ class WorkerProcess:
 
     def output(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+
+def require_sdk025() -> Path:
+    """The 0.25 interpreter; skips (or fails under III_REQUIRE_SERVICES) when it is missing."""
+    if SDK025_PYTHON.exists():
+        return SDK025_PYTHON
+    msg = f"{SDK025_PYTHON} missing: run `make test` (or `make .venv-sdk025/.installed`)"
+    if os.environ.get("III_REQUIRE_SERVICES"):
+        pytest.fail(msg)
+    pytest.skip(msg)
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> Any:
