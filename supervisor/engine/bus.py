@@ -503,7 +503,14 @@ class Bus:
             return
         sent = callee.send(
             m.InvokeFunction(
-                entry.function_id, data, inv_id, None, None, metadata, traceparent, baggage
+                entry.function_id,
+                data,
+                inv_id,
+                None,
+                None,
+                metadata,
+                pending.traceparent,
+                pending.baggage,
             ),
             batch=len(callee.calls_in) > 1,  # a busy callee gets its calls in one write
         )
@@ -578,7 +585,7 @@ class Bus:
         if self.hooks.completion:
             now = self.clock()
             for hook in self.hooks.completion:
-                hook(pending, err, now)
+                hook(pending, None if err is not None else result, err, now)
         callee = pending.callee
         if callee is not None and callee.draining and not callee.calls_in:
             self.emit("drained", callee)

@@ -18,10 +18,12 @@ if TYPE_CHECKING:
 
 # Before a registration message is applied: a string refuses it (the reason).
 RegistrationHook = Callable[["Connection", Any], "str | None"]
-# Before a call is sent to its callee: an error body refuses it (the caller gets it).
+# Before a call is sent to its callee: an error body refuses it (the caller gets it). A hook
+# may rewrite ``pending.traceparent`` / ``pending.baggage``: the callee gets what it leaves.
 DispatchHook = Callable[["Pending", Any], "ErrorBody | None"]
-# After a call ended (result, error, timeout or departure), with the time it ended.
-CompletionHook = Callable[["Pending", "ErrorBody | None", float], None]
+# After a call ended (result, error, timeout or departure): its result (None on error), the
+# error, and the time it ended.
+CompletionHook = Callable[["Pending", Any, "ErrorBody | None", float], None]
 
 
 class Hook(Protocol):
@@ -29,7 +31,9 @@ class Hook(Protocol):
 
     def on_registration(self, conn: Connection, msg: Any) -> str | None: ...
     def on_dispatch(self, pending: Pending, data: Any) -> ErrorBody | None: ...
-    def on_completion(self, pending: Pending, err: ErrorBody | None, now: float) -> None: ...
+    def on_completion(
+        self, pending: Pending, result: Any, err: ErrorBody | None, now: float
+    ) -> None: ...
 
 
 class Hooks:

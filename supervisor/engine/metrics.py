@@ -37,7 +37,9 @@ class CallMetrics:
     def __init__(self) -> None:
         self.stats: dict[tuple[str, str], FunctionStats] = {}
 
-    def on_completion(self, pending: Pending, err: ErrorBody | None, now: float) -> None:
+    def on_completion(
+        self, pending: Pending, result: Any, err: ErrorBody | None, now: float
+    ) -> None:
         key = (pending.namespace, pending.function_id)
         stats = self.stats.get(key)
         if stats is None:

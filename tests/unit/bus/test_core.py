@@ -241,7 +241,9 @@ class Recorder:
             return m.ErrorBody("FORBIDDEN", f"{pending.function_id} is not for you")
         return None
 
-    def on_completion(self, pending: Pending, err: m.ErrorBody | None, now: float) -> None:
+    def on_completion(
+        self, pending: Pending, result: Any, err: m.ErrorBody | None, now: float
+    ) -> None:
         self.completed.append((pending.function_id, err.code if err else None, now))
 
 
