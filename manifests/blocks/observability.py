@@ -19,6 +19,7 @@ from manifests.blocks.strict import (
 
 __all__ = [
     "DEFAULTS",
+    "INGEST_FUNCTION_ID",
     "AlertAction",
     "AlertRule",
     "CollapseSpan",
@@ -134,3 +135,11 @@ class ObservabilityBlock:
 
 
 DEFAULTS: Final[dict[str, Any]] = {}
+
+INGEST_FUNCTION_ID: Final = "iii-observability::ingest"
+"""The function the observability actor registers to receive telemetry, called fire-and-forget.
+
+Data: ``{"kind": "OTLP"|"MTRC"|"LOGS", "body": <OTLP/JSON export request object>,
+"source": "engine"|"worker", "worker_id": <str or null>}``. The engine sends the SDKs' telemetry
+frames (source ``worker``) and its own spans (source ``engine``) this way, only while registered.
+"""
