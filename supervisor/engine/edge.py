@@ -19,6 +19,7 @@ import trio
 from supervisor.engine.bus import Bus
 from supervisor.engine.connection import Connection
 from supervisor.engine.errors import DEFAULT, InvocationFailed, error
+from supervisor.engine.telemetry import TelemetryForwarder
 from supervisor.engine.views import BusEvent, WorkerView
 from transport import codec
 from transport import messages as m
@@ -36,6 +37,7 @@ class BusEdge:
         self._timer_scope: trio.CancelScope | None = None
         self._changes = trio.Event()
         self._ping_seq = 0
+        self.telemetry = TelemetryForwarder(bus)  # SDK telemetry frames → iii-observability
         bus.spawn = self._spawn
         bus.on_changes = self._changes_due
         bus.on_wakeup = self._wake_at
@@ -150,6 +152,7 @@ class BusEdge:
     async def _reader(self, conn: Connection, carrier: Any) -> None:
         handle = self.bus.handle
         decode = codec.decode
+        telemetry = self.telemetry
         since_yield = 0
         while True:
             try:
@@ -164,6 +167,7 @@ class BusEdge:
                 since_yield = 0
                 await trio.lowlevel.checkpoint()
             if type(raw) is not str and raw[:4] in TELEMETRY_PREFIXES:
+                telemetry.offer(raw, conn.worker_id)
                 continue
             try:
                 msg = decode(raw)

@@ -1,7 +1,7 @@
 """One ``iii-worker-manager`` listener: a WebSocket server in front of the shared bus.
 
-Routes (PROTOCOL.md §3.2): ``/`` is a worker connection, ``/otel`` a telemetry socket whose
-frames are discarded, ``/ws/channels/{id}?key=&dir=`` a data channel side; anything else is
+Routes (PROTOCOL.md §3.2): ``/`` is a worker connection, ``/otel`` a telemetry socket (no
+worker; its binary frames go to the observability actor, §15), ``/ws/channels/{id}?key=&dir=`` a data channel side; anything else is
 HTTP 404. trio's ``SocketStream`` turns TCP_NODELAY on for every accepted socket, so small
 protocol frames are never held back by Nagle's algorithm.
 """
@@ -18,7 +18,8 @@ import trio
 from supervisor.config.model import ListenerConfig
 from supervisor.engine.channels import WRITER_CLOSE_GRACE, Channel
 from supervisor.engine.edge import BusEdge
-from transport.carrier import CarrierClosed
+from supervisor.engine.telemetry import TelemetryForwarder
+from transport.carrier import TELEMETRY_PREFIXES, CarrierClosed
 from transport.wsserver import MAX_FRAME, HandshakeFailed, WebSocketServerConnection
 
 log = structlog.get_logger(__name__)
@@ -83,12 +84,17 @@ class Listener:
             await ws.accept()
             await self.bus.serve(ws)
         elif path == "/otel":
-            await ws.accept()
-            await _drain(ws)
+            await self._telemetry(ws)
         elif path.startswith("/ws/channels/"):
             await self._channel(ws, path.removeprefix("/ws/channels/"), parts.query)
         else:
             await ws.reject(404, b"Not Found")
+
+    async def _telemetry(self, ws: WebSocketServerConnection) -> None:
+        """A ``/otel`` socket: no worker is created. RBAC listeners authenticate it here, before
+        ``accept``, with the same refusal as ``/`` (PROTOCOL.md §15)."""
+        await ws.accept()
+        await _forward_telemetry(ws, self.bus.telemetry)
 
     async def _channel(self, ws: WebSocketServerConnection, channel_id: str, query: str) -> None:
         params = parse_qs(query)
@@ -117,11 +123,19 @@ class Listener:
         self.bus.bus.channels.finish(channel)
 
 
-async def _drain(ws: WebSocketServerConnection) -> None:
-    """Accept and discard telemetry frames until the peer leaves."""
+async def _forward_telemetry(ws: WebSocketServerConnection, forwarder: TelemetryForwarder) -> None:
+    """Hand every prefixed binary frame to the forwarder until the peer leaves; text frames
+    and other binary frames are ignored (PROTOCOL.md §15). Pings are answered by ``receive``."""
+    offer = forwarder.offer
+    count = 0
     try:
         while True:
-            await ws.receive()
+            raw = await ws.receive()
+            if isinstance(raw, bytes) and raw[:4] in TELEMETRY_PREFIXES:
+                offer(raw, None)
+            count += 1
+            if count % 64 == 0:
+                await trio.lowlevel.checkpoint()  # a flood on one socket cannot starve others
     except CarrierClosed:
         await ws.aclose(1000)
 
