@@ -47,7 +47,14 @@ def _strict_int(value: Any, _: type) -> int:
     return value
 
 
+def _strict_bool(value: Any, _: type) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected a boolean, got {type(value).__name__}")
+    return value
+
+
 converter.register_structure_hook(str, _strict_str)
+converter.register_structure_hook(bool, _strict_bool)
 converter.register_structure_hook(int, _strict_int)
 converter.register_structure_hook(Any, lambda v, _: v)
 
@@ -111,6 +118,12 @@ def _invoke_to_dict(msg: m.InvokeFunction) -> dict[str, Any]:
         out["traceparent"] = msg.traceparent
     if msg.baggage is not None:
         out["baggage"] = msg.baggage
+    if msg.caller is not None:
+        out["caller"] = msg.caller
+    if msg.observe_depth is not None:
+        out["observe_depth"] = msg.observe_depth
+    if msg.activation is not None:
+        out["activation"] = msg.activation
     return out
 
 
@@ -166,7 +179,19 @@ def _fast_invoke(obj: dict[str, Any]) -> m.InvokeFunction | None:
         if type(kind) is not str or not _opt_str(queue):
             return None
         action = m.TriggerAction(kind, queue)
-    return m.InvokeFunction(fid, obj.get("data"), inv, action, ns, obj.get("metadata"), tp, bg)
+    return m.InvokeFunction(
+        fid,
+        obj.get("data"),
+        inv,
+        action,
+        ns,
+        obj.get("metadata"),
+        tp,
+        bg,
+        obj.get("caller"),
+        obj.get("observe_depth"),
+        obj.get("activation"),
+    )
 
 
 def _fast_result(obj: dict[str, Any]) -> m.InvocationResult | None:

@@ -125,6 +125,10 @@ class InvokeFunction:
     metadata: Any = None
     traceparent: str | None = None
     baggage: str | None = None
+    # SDK 0.25 (OBSERVE.md §3.10): kept raw, read leniently by supervisor/engine/observe.
+    caller: Any = None
+    observe_depth: Any = None
+    activation: Any = None
 
 
 @attrs.frozen
@@ -179,6 +183,98 @@ class SupPong:
     seq: int
 
 
+# -- the observe family (OBSERVE.md §3): nested parts stay raw JSON; the observe core
+# validates them, so a malformed field gets a specific error instead of a dropped frame.
+
+
+@attrs.frozen
+class Observe:
+    TAG: ClassVar[str] = "observe"
+    id: str
+    source: Any = None
+    target: Any = None
+    metadata: Any = None
+    max_fires: Any = None
+    expires_in_ms: Any = None
+    max_in_flight: Any = None
+
+
+@attrs.frozen
+class Unobserve:
+    TAG: ClassVar[str] = "unobserve"
+    id: str
+
+
+@attrs.frozen
+class ObserveResult:
+    TAG: ClassVar[str] = "observeresult"
+    id: str
+    state: str
+    error: ErrorBody | None = None
+    warnings: list[str] | None = None
+
+
+@attrs.frozen
+class ObserverStateChanged:
+    TAG: ClassVar[str] = "observerstatechanged"
+    id: str
+    state: str
+    fires: int
+    reason: ErrorBody | None = None
+
+
+@attrs.frozen
+class FunctionRegistered:
+    TAG: ClassVar[str] = "functionregistered"
+    id: str
+    namespace: str
+    revision: int
+    local_dispatch: bool
+    observers: list[Any]
+
+
+@attrs.frozen
+class ObserverAdded:
+    TAG: ClassVar[str] = "observeradded"
+    function_id: str
+    namespace: str
+    revision: int
+    observer: Any
+
+
+@attrs.frozen
+class ObserverRemoved:
+    TAG: ClassVar[str] = "observerremoved"
+    function_id: str
+    namespace: str
+    revision: int
+    id: str
+
+
+@attrs.frozen
+class ObserverAck:
+    TAG: ClassVar[str] = "observerack"
+    function_id: str
+    id: str
+    revision: int
+    namespace: str | None = None
+    error: ErrorBody | None = None
+
+
+@attrs.frozen
+class InvocationsObserved:
+    TAG: ClassVar[str] = "invocationsobserved"
+    items: Any = None  # raw dicts: "output": null differs from an absent output
+
+
+@attrs.frozen
+class LocalInvocationStats:
+    TAG: ClassVar[str] = "localinvocationstats"
+    window_ms: Any = None
+    functions: Any = None
+    dropped_reports: Any = None
+
+
 Message = (
     WorkerRegistered
     | Reattach
@@ -198,6 +294,16 @@ Message = (
     | ErrorFrame
     | SupPing
     | SupPong
+    | Observe
+    | Unobserve
+    | ObserveResult
+    | ObserverStateChanged
+    | FunctionRegistered
+    | ObserverAdded
+    | ObserverRemoved
+    | ObserverAck
+    | InvocationsObserved
+    | LocalInvocationStats
 )
 
 ALL_MESSAGES: tuple[type, ...] = (
@@ -219,6 +325,16 @@ ALL_MESSAGES: tuple[type, ...] = (
     ErrorFrame,
     SupPing,
     SupPong,
+    Observe,
+    Unobserve,
+    ObserveResult,
+    ObserverStateChanged,
+    FunctionRegistered,
+    ObserverAdded,
+    ObserverRemoved,
+    ObserverAck,
+    InvocationsObserved,
+    LocalInvocationStats,
 )
 
 BY_TAG: dict[str, type] = {cls.TAG: cls for cls in ALL_MESSAGES}  # type: ignore[attr-defined]

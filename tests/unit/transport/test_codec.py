@@ -74,6 +74,34 @@ SAMPLES: list[Any] = [
     m.Pong(),
     m.SupPing(seq=7),
     m.SupPong(seq=7),
+    m.InvokeFunction(
+        function_id="f",
+        data={},
+        invocation_id=INV,
+        caller={"worker_name": "iii-engine", "function_id": "g", "invocation_id": INV},
+        observe_depth=2,
+        activation={"observer_id": "o", "activation_id": INV},
+    ),
+    m.Observe(
+        id="o",
+        source={"function_id": "f", "filters": {"input.n": {"$gte": 2}}},
+        target={"function_id": "g"},
+        metadata={"m": 1},
+        max_fires=1,
+        expires_in_ms=300,
+        max_in_flight=4,
+    ),
+    m.Unobserve(id="o"),
+    m.ObserveResult(id="o", state="error", error=m.ErrorBody("SELF_TARGET", "x"), warnings=["w"]),
+    m.ObserverStateChanged(id="o", state="active", fires=0),
+    m.FunctionRegistered(
+        id="f", namespace="default", revision=0, local_dispatch=False, observers=[]
+    ),
+    m.ObserverAdded(function_id="f", namespace="default", revision=1, observer={"id": "o"}),
+    m.ObserverRemoved(function_id="f", namespace="default", revision=2, id="o"),
+    m.ObserverAck(function_id="f", id="o", revision=1, error=m.ErrorBody("NOPE", "no")),
+    m.InvocationsObserved(items=[{"function_id": "f", "output": None}]),
+    m.LocalInvocationStats(window_ms=10000, functions=[], dropped_reports=[]),
 ]
 
 
