@@ -23,6 +23,7 @@ import trio
 from transport import codec
 from transport import messages as m
 from transport.carrier import Carrier, CarrierClosed, StreamCarrier, WebSocketCarrier
+from transport.tracecontext import current, trace_fields
 
 log = structlog.get_logger(__name__)
 
@@ -204,8 +205,13 @@ class BusClient:
         namespace: str | None = None,
         metadata: Any = None,
         timeout: float = 30.0,
+        traceparent: str | None = None,
+        baggage: str | None = None,
     ) -> Any:
-        """Call a function and wait for its result; errors raise ``FunctionError``."""
+        """Call a function and wait for its result; errors raise ``FunctionError``. The
+        trace context is the given one, else that of the call this task is handling."""
+        if traceparent is None and baggage is None:
+            traceparent, baggage = current.get()
         inv_id = str(uuid.uuid4())
         send, recv = trio.open_memory_channel[m.InvocationResult](1)
         self._waiters[inv_id] = send
@@ -217,6 +223,8 @@ class BusClient:
                     invocation_id=inv_id,
                     namespace=namespace,
                     metadata=metadata,
+                    traceparent=traceparent,
+                    baggage=baggage,
                 )
             )
             with trio.move_on_after(timeout):
@@ -233,6 +241,7 @@ class BusClient:
     def invoke_void(
         self, function_id: str, data: Any, *, namespace: str | None = None, metadata: Any = None
     ) -> None:
+        traceparent, baggage = current.get()
         self._queue(
             m.InvokeFunction(
                 function_id=function_id,
@@ -240,6 +249,8 @@ class BusClient:
                 action=m.TriggerAction(type="void"),
                 namespace=namespace,
                 metadata=metadata,
+                traceparent=traceparent,
+                baggage=baggage,
             )
         )
 
@@ -356,6 +367,10 @@ class BusClient:
             self._queue(m.Pong())
 
     async def _run_handler(self, msg: m.InvokeFunction) -> None:
+        # This task's log lines and the calls it makes belong to the caller's trace.
+        current.set((msg.traceparent, msg.baggage))
+        if msg.traceparent is not None:
+            structlog.contextvars.bind_contextvars(**trace_fields(msg.traceparent))
         entry = self._functions.get(msg.function_id)
         ctx = InvocationContext(
             invocation_id=msg.invocation_id,

@@ -8,12 +8,14 @@ raced against the ``response`` channel (§3.6). Replies the engine builds itself
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import structlog
 import trio
 
 from actors.http import response as R
+from actors.http import tracing
 from actors.http.channels import (
     BodyFeeder,
     ChannelPool,
@@ -48,6 +50,7 @@ from manifests.blocks.http import HttpBlock
 from transport.client import BusClient, FunctionError, TriggerBinding
 
 log = structlog.get_logger("iii-http")
+_DEBUG = os.environ.get("III_LOG_LEVEL", "").lower() == "debug"
 
 # When to attach our sides of a request's channels (a WebSocket each to the engine, so not
 # for every request): at once for a body the handler can only read from ``request_body``;
@@ -242,6 +245,7 @@ class HttpActor:
         """Every request: CORS pre-flight, the concurrency limit, the whole-request timeout."""
         method = req.method
         raw_headers = req.headers
+        tracing.enter(raw_headers)
         cors = self.cors
         origin = None if cors.any_origin else origin_of(raw_headers)
         if method == "OPTIONS" and cors.is_preflight(method, raw_headers):
@@ -267,6 +271,10 @@ class HttpActor:
             if out.body and out.status not in _NO_BODY:
                 out.headers.append(("content-length", str(len(out.body))))
             out.body = b""
+        if _DEBUG:
+            status = getattr(out, "status", None)
+            path = req.raw_path.decode("latin-1")
+            log.debug("request served", method=method, path=path, status=status)
         return out
 
     async def dispatch(

@@ -9,6 +9,7 @@ bus. EOF on the bus link means the supervisor is gone, and the process ends at o
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import sys
@@ -103,6 +104,11 @@ def data_dir() -> Path:
 
 
 def _configure_logging(name: str) -> None:
+    """JSON lines on stderr (the supervisor captures them) at ``III_LOG_LEVEL`` (info)."""
+    level_name = (os.environ.get("III_LOG_LEVEL") or "info").upper()
+    level = logging.getLevelNamesMapping().get(
+        "WARNING" if level_name == "WARN" else level_name, logging.INFO
+    )
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -112,6 +118,7 @@ def _configure_logging(name: str) -> None:
             structlog.processors.JSONRenderer(),
         ],
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
     )
     structlog.contextvars.bind_contextvars(actor=name)
 

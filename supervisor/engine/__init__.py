@@ -2,8 +2,8 @@
 
 The bus as a synchronous core (``bus``: registries, routing, the in-flight table; time is an
 argument), the tables it is made of (``functions``, ``triggers``, ``invocations``,
-``connection``), the hooks around registration, dispatch and completion (``hooks``; the call
-counts of ``metrics`` are the first), the ``engine::*`` built-ins (``builtins/``, one module
+``connection``), the hooks around registration, dispatch and completion (``hooks``: the RED
+metrics of ``metrics`` and the spans of ``tracing``), the ``engine::*`` built-ins (``builtins/``, one module
 per family), listeners, channels, and the trio edge that drives the core (``edge``).
 ``runner.run_engine`` assembles them. It may import ``supervisor.config``; never
 ``supervisor.supervision``. Modules inside the room import each other directly, never
@@ -18,7 +18,7 @@ from supervisor.engine.functions import FunctionEntry, FunctionTable
 from supervisor.engine.hooks import Hook, Hooks
 from supervisor.engine.invocations import InvocationTable, Pending
 from supervisor.engine.listener import BindError, Listener
-from supervisor.engine.metrics import CallMetrics, FunctionStats
+from supervisor.engine.metrics import CallMetrics
 from supervisor.engine.runner import Engine, build_bus, run_engine
 from supervisor.engine.triggers import Binding, Provider, TriggerTable
 from supervisor.engine.views import BusEvent, WorkerView
@@ -34,7 +34,6 @@ __all__ = [
     "Connection",
     "Engine",
     "FunctionEntry",
-    "FunctionStats",
     "FunctionTable",
     "Hook",
     "Hooks",

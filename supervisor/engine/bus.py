@@ -36,6 +36,7 @@ from supervisor.engine.registration import Registrar
 from supervisor.engine.triggers import Binding, Provider, TriggerTable
 from supervisor.engine.views import BusEvent, WorkerView
 from transport import messages as m
+from transport.tracecontext import trace_fields
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +61,7 @@ class Bus:
         namespace_grace_ms: int = 5000,
         invocation_deadline: float | None = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        metrics: bool = True,
     ) -> None:
         self.namespace_grace = namespace_grace_ms / 1000
         self.invocation_deadline = invocation_deadline
@@ -73,8 +75,10 @@ class Bus:
         self.table = InvocationTable()
         self.channels = ChannelRegistry(clock)
         self.hooks = Hooks()
-        self.metrics = CallMetrics()
-        self.hooks.add(self.metrics)
+        self.metrics = CallMetrics() if metrics else None  # RED metrics (metrics.py)
+        if self.metrics is not None:
+            self.hooks.add(self.metrics)
+        self.tracing: Any = None  # the span hook (tracing.py), installed by runner.build_bus
         self.registrar = Registrar(self)
         # Set by the edge: run an async function in its nursery; be told to flush "changed"
         # events; be told an earlier wake-up is due.
@@ -392,7 +396,12 @@ class Bus:
         entry = self.functions.get((namespace, msg.function_id))
         if entry is None:
             if reply_id is None:
-                log.info("void call to unknown function", function_id=msg.function_id, ns=namespace)
+                log.info(
+                    "void call to unknown function",
+                    function_id=msg.function_id,
+                    ns=namespace,
+                    **trace_fields(msg.traceparent),
+                )
             self.reply(conn, reply_id, msg, None, self.not_found(msg.function_id, namespace))
             return
         data = msg.data
@@ -426,6 +435,7 @@ class Bus:
                     function_id=msg.function_id,
                     code=err.code,
                     message=err.message,
+                    **trace_fields(msg.traceparent),
                 )
             return
         conn.send(
@@ -536,7 +546,8 @@ class Bus:
             self.finish(pending, None, error(exc.code, exc.message))
             return
         except Exception as exc:
-            log.exception("built-in function failed", function_id=entry.function_id)
+            fields = trace_fields(pending.traceparent)
+            log.exception("built-in function failed", function_id=entry.function_id, **fields)
             self.finish(pending, None, error("invocation_failed", str(exc)))
             return
         if inspect.isawaitable(result):
@@ -553,7 +564,8 @@ class Bus:
         except InvocationFailed as exc:
             self.finish(pending, None, error(exc.code, exc.message))
         except Exception as exc:
-            log.exception("built-in function failed", function_id=pending.function_id)
+            fields = trace_fields(pending.traceparent)
+            log.exception("built-in function failed", function_id=pending.function_id, **fields)
             self.finish(pending, None, error("invocation_failed", str(exc)))
         else:
             self.finish(pending, result, None)
@@ -567,6 +579,7 @@ class Bus:
                 "invocationresult from a worker that is not the callee ignored",
                 invocation_id=msg.invocation_id,
                 sender=conn.worker_id,
+                **trace_fields(pending.traceparent),
             )
             return
         self.finish(pending, msg.result, msg.error, msg.traceparent, msg.baggage)
@@ -593,7 +606,8 @@ class Bus:
             try:
                 pending.on_done(result, err)
             except Exception:
-                log.exception("invocation waiter failed", function_id=pending.function_id)
+                fields = trace_fields(pending.traceparent)
+                log.exception("invocation waiter failed", function_id=pending.function_id, **fields)
             return
         caller = pending.caller
         if caller is None or pending.caller_invocation_id is None:

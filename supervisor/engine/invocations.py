@@ -34,6 +34,7 @@ class Pending:
     on_done: Outcome | None = None  # in-process waiter
     traceparent: str | None = None
     baggage: str | None = None
+    parent_span_id: str | None = None  # set by the tracing hook: the caller's span, if any
 
 
 class InvocationTable:

@@ -1,53 +1,211 @@
-"""Per-function call statistics, kept by a completion hook (the seed of the RED metrics).
+"""RED metrics per function and per worker, kept by a completion hook: count, errors and latency
+percentiles over a sliding window, at O(1) per call and fixed memory per key.
 
-Count, errors, total and worst latency per (namespace, function id): O(1) per completed call.
+Latency goes into a fixed-size histogram of log-spaced buckets (each ``GROWTH`` times the one
+before, from ``MIN_SECONDS`` up; below and above fall into the first and last bucket). The
+window is a ring of ``INTERVALS`` per-interval histograms: a call lands in the slot of its
+interval, and a slot is cleared when its interval comes round again, so the window slides by
+one interval at a time. A percentile is found by walking the merged buckets and interpolating
+inside the one holding the rank (geometrically, as the buckets are), which is accurate to a
+fraction of a bucket's width (``GROWTH`` - 1 = 4 %). Counts and errors are also kept since the
+start. Time comes in as ``now`` (the bus clock).
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
-
-import attrs
 
 if TYPE_CHECKING:
     from supervisor.engine.invocations import Pending
     from transport.messages import ErrorBody
 
+__all__ = ["GROWTH", "CallMetrics", "Histogram", "Series", "bucket_of", "percentiles"]
 
-@attrs.define
-class FunctionStats:
-    calls: int = 0
-    errors: int = 0
-    total_seconds: float = 0.0
-    max_seconds: float = 0.0
+MIN_SECONDS = 1e-6
+MAX_SECONDS = 3600.0
+GROWTH = 1.04
+_LOG_GROWTH = math.log(GROWTH)
+BUCKETS = int(math.log(MAX_SECONDS / MIN_SECONDS) / _LOG_GROWTH) + 2
+INTERVAL_SECONDS = 10.0
+INTERVALS = 6  # the window: 60 s
+MAX_KEYS = 10_000  # rows kept per table; past it the oldest row goes
 
-    def as_dict(self) -> dict[str, Any]:
-        mean = self.total_seconds / self.calls if self.calls else 0.0
+
+def bucket_of(seconds: float) -> int:
+    if seconds <= MIN_SECONDS:
+        return 0
+    index = int(math.log(seconds / MIN_SECONDS) / _LOG_GROWTH) + 1
+    return index if index < BUCKETS else BUCKETS - 1
+
+
+def bucket_bounds(index: int) -> tuple[float, float]:
+    """The [low, high) latency range in seconds of a bucket (bucket 0 holds up to 1 µs)."""
+    if index == 0:
+        return 0.0, MIN_SECONDS
+    return MIN_SECONDS * GROWTH ** (index - 1), MIN_SECONDS * GROWTH**index
+
+
+class Histogram:
+    """Counts per bucket: a fixed list, allocated with the first sample."""
+
+    __slots__ = ("counts", "total", "low", "high")
+
+    def __init__(self) -> None:
+        self.counts: list[int] = [0] * BUCKETS
+        self.total = 0
+        self.low = BUCKETS  # lowest and highest bucket used: percentile walks stay short
+        self.high = -1
+
+    def add(self, index: int) -> None:
+        self.counts[index] += 1
+        self.total += 1
+        if index < self.low:
+            self.low = index
+        if index > self.high:
+            self.high = index
+
+    def clear(self) -> None:
+        if self.total:
+            counts = self.counts
+            for i in range(self.low, self.high + 1):
+                counts[i] = 0
+        self.total = 0
+        self.low = BUCKETS
+        self.high = -1
+
+
+def percentiles(hists: Iterable[Histogram], qs: tuple[float, ...]) -> list[float | None]:
+    """The ``qs`` quantiles (0..1) in seconds of the merged histograms (None when empty)."""
+    parts = [h for h in hists if h.total]
+    total = sum(h.total for h in parts)
+    if not total:
+        return [None] * len(qs)
+    low = min(h.low for h in parts)
+    high = max(h.high for h in parts)
+    merged = [sum(h.counts[i] for h in parts) for i in range(low, high + 1)]
+    out: list[float | None] = []
+    for q in qs:
+        rank = q * total  # the rank-th smallest sample, 0 < rank <= total
+        seen = 0
+        for offset, count in enumerate(merged):
+            if count and seen + count >= rank:
+                lo, hi = bucket_bounds(low + offset)
+                fraction = (rank - seen) / count
+                if lo <= 0.0:
+                    out.append(hi * fraction)
+                else:
+                    out.append(lo * (hi / lo) ** fraction)
+                break
+            seen += count
+        else:
+            out.append(bucket_bounds(high)[1])
+    return out
+
+
+class Series:
+    """Totals since the start and the sliding window of one key (a function or a worker)."""
+
+    __slots__ = ("count", "errors", "slots", "epochs", "slot_errors")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.errors = 0
+        self.slots: list[Histogram | None] = [None] * INTERVALS
+        self.epochs = [-1] * INTERVALS  # which interval each slot holds
+        self.slot_errors = [0] * INTERVALS
+
+    def add(self, bucket: int, failed: bool, now: float) -> None:
+        self.count += 1
+        epoch = int(now // INTERVAL_SECONDS)
+        i = epoch % INTERVALS
+        hist = self.slots[i]
+        if hist is None:
+            hist = self.slots[i] = Histogram()
+        if self.epochs[i] != epoch:
+            hist.clear()
+            self.epochs[i] = epoch
+            self.slot_errors[i] = 0
+        hist.add(bucket)
+        if failed:
+            self.errors += 1
+            self.slot_errors[i] += 1
+
+    def window(self, now: float) -> tuple[list[Histogram], int]:
+        """The histograms and the error count of the intervals inside the window at ``now``."""
+        current = int(now // INTERVAL_SECONDS)
+        hists: list[Histogram] = []
+        errors = 0
+        for i, epoch in enumerate(self.epochs):
+            hist = self.slots[i]
+            if hist is not None and current - INTERVALS < epoch <= current:
+                hists.append(hist)
+                errors += self.slot_errors[i]
+        return hists, errors
+
+    def summary(self, now: float) -> dict[str, Any]:
+        hists, errors = self.window(now)
+        p50, p95, p99 = percentiles(hists, (0.50, 0.95, 0.99))
         return {
-            "calls": self.calls,
+            "count": self.count,
             "errors": self.errors,
-            "mean_ms": round(mean * 1000, 3),
-            "max_ms": round(self.max_seconds * 1000, 3),
+            "p50_ms": _ms(p50),
+            "p95_ms": _ms(p95),
+            "p99_ms": _ms(p99),
+            "window_count": sum(h.total for h in hists),
+            "window_errors": errors,
+            "window_seconds": INTERVAL_SECONDS * INTERVALS,
         }
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
 class CallMetrics:
-    """The completion hook; ``stats`` is keyed by (namespace, function id)."""
+    """The completion hook: one ``Series`` per (namespace, function id) and per callee
+    worker id (built-ins have no worker row). ``names`` keeps each worker's name."""
 
     def __init__(self) -> None:
-        self.stats: dict[tuple[str, str], FunctionStats] = {}
+        self.functions: dict[tuple[str, str], Series] = {}
+        self.workers: dict[str, Series] = {}
+        self.names: dict[str, str | None] = {}
 
     def on_completion(
         self, pending: Pending, result: Any, err: ErrorBody | None, now: float
     ) -> None:
+        bucket = bucket_of(now - pending.started)
+        failed = err is not None
         key = (pending.namespace, pending.function_id)
-        stats = self.stats.get(key)
-        if stats is None:
-            stats = self.stats[key] = FunctionStats()
-        elapsed = now - pending.started
-        stats.calls += 1
-        stats.total_seconds += elapsed
-        if elapsed > stats.max_seconds:
-            stats.max_seconds = elapsed
-        if err is not None:
-            stats.errors += 1
+        series = self.functions.get(key)
+        if series is None:
+            series = self.functions[key] = Series()
+            if len(self.functions) > MAX_KEYS:
+                del self.functions[next(iter(self.functions))]
+        series.add(bucket, failed, now)
+        callee = pending.callee
+        if callee is not None:
+            wid = callee.worker_id
+            wseries = self.workers.get(wid)
+            if wseries is None:
+                wseries = self.workers[wid] = Series()
+                if len(self.workers) > MAX_KEYS:
+                    oldest = next(iter(self.workers))
+                    del self.workers[oldest]
+                    self.names.pop(oldest, None)
+            self.names[wid] = callee.name
+            wseries.add(bucket, failed, now)
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """The ``engine::calls::stats`` document (PROTOCOL.md has no such call; it is ours)."""
+        functions = [
+            {"function_id": fid, "namespace": ns, **series.summary(now)}
+            for (ns, fid), series in sorted(self.functions.items(), key=lambda kv: kv[0])
+        ]
+        workers = []
+        for wid, series in sorted(self.workers.items()):
+            row = series.summary(now)
+            del row["window_seconds"]
+            workers.append({"worker_id": wid, "name": self.names.get(wid), **row})
+        return {"functions": functions, "workers": workers}

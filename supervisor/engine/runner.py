@@ -19,6 +19,7 @@ from supervisor.engine import builtins
 from supervisor.engine.bus import Bus
 from supervisor.engine.edge import BusEdge
 from supervisor.engine.listener import Listener
+from supervisor.engine.tracing import Tracing
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +42,29 @@ def namespace_grace_ms(cfg: EngineConfig) -> int:
     return cfg.namespace_grace_ms
 
 
+def observability_switches(cfg: EngineConfig) -> tuple[bool, bool]:
+    """(tracing, metrics): the bus hooks the ``iii-observability`` entry asks for. Both are on
+    unless the block says ``enabled: false`` (no span hook, no trace context rewriting) or
+    ``metrics_enabled: false`` (no RED metrics hook); no entry at all means both off. The
+    environment fallbacks of §10.1 (OTEL_ENABLED, ...) are the SDK's and the observability
+    actor's, not the bus's."""
+    entry = cfg.worker("iii-observability")
+    if entry is None:
+        return False, False
+    block = entry.config if isinstance(entry.config, dict) else {}
+    return block.get("enabled") is not False, block.get("metrics_enabled") is not False
+
+
 async def run_engine(
     cfg: EngineConfig, *, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    bus = build_bus(namespace_grace_ms=namespace_grace_ms(cfg), clock=trio.current_time)
+    tracing, metrics = observability_switches(cfg)
+    bus = build_bus(
+        namespace_grace_ms=namespace_grace_ms(cfg),
+        clock=trio.current_time,
+        tracing=tracing,
+        metrics=metrics,
+    )
     edge = BusEdge(bus)
     listeners = [Listener(edge, lc) for lc in cfg.listeners]
     try:
@@ -58,8 +78,12 @@ async def run_engine(
             await edge.shutdown()
 
 
-def build_bus(**options: Any) -> Bus:
-    """A bus with the engine's built-in functions and event trigger types installed."""
+def build_bus(*, tracing: bool = True, **options: Any) -> Bus:
+    """A bus with the engine's built-in functions and event trigger types installed, and the
+    tracing hook unless ``tracing`` is false."""
     bus = Bus(**options)
     builtins.install(bus)
+    if tracing:
+        bus.tracing = Tracing(bus)
+        bus.hooks.add(bus.tracing)
     return bus

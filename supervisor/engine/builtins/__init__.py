@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from supervisor.engine.builtins.calls import calls_stats
 from supervisor.engine.builtins.channels import channels_create, channels_delete
 from supervisor.engine.builtins.functions import functions_info, functions_list
 from supervisor.engine.builtins.logging import (
@@ -46,6 +47,7 @@ def install(bus: Bus) -> None:
         "engine::unregister_trigger": unregister_trigger,
         "engine::channels::create": channels_create,
         "engine::channels::delete": channels_delete,
+        "engine::calls::stats": calls_stats,
     }
     for fid, fn in table.items():
         bus.add_builtin(fid, fn)

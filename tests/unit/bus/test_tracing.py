@@ -1,0 +1,124 @@
+"""The span hook: traces continued or started, the callee's traceparent a child of the engine
+span, spans kept only while iii-observability::ingest is registered, batched OTLP/JSON."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from manifests.blocks.observability import INGEST_FUNCTION_ID
+from supervisor.engine.bus import Bus
+from supervisor.engine.runner import build_bus
+from supervisor.engine.tracing import Tracing
+from tests.unit.bus.test_routing import Clock, Worker
+from transport import messages as m
+from transport.tracecontext import parse_traceparent
+
+TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def traced(batch_size: int = 256) -> tuple[Bus, Clock, Tracing]:
+    clock = Clock()
+    bus = build_bus(clock=clock, invocation_deadline=60.0, tracing=False)
+    tracing = bus.tracing = Tracing(bus, batch_size=batch_size)
+    bus.hooks.add(tracing)
+    return bus, clock, tracing
+
+
+def answer(worker: Worker, err: m.ErrorBody | None = None) -> m.InvokeFunction:
+    (msg,) = worker.of(m.InvokeFunction)
+    worker.send(m.InvocationResult(msg.invocation_id, msg.function_id, {"ok": 1}, err))
+    return msg
+
+
+def test_an_incoming_traceparent_is_continued_with_the_engine_span_as_parent() -> None:
+    bus, clock, _ = traced()
+    a, b = Worker(bus, "a"), Worker(bus, "b")
+    a.register("f")
+    b.call("f", {}, traceparent=TP, baggage="tenant=acme")
+    msg = answer(a)
+    parsed = parse_traceparent(msg.traceparent)
+    assert parsed is not None
+    trace_id, span_id, flags = parsed
+    assert (trace_id, flags) == ("4bf92f3577b34da6a3ce929d0e0e4736", "01")
+    assert span_id != "00f067aa0ba902b7"
+    assert msg.baggage == "tenant=acme"  # passed on as it came
+
+
+def test_a_call_without_a_traceparent_starts_a_trace() -> None:
+    bus, clock, _ = traced()
+    a, b = Worker(bus, "a"), Worker(bus, "b")
+    a.register("f")
+    b.call("f", {})
+    first = answer(a)
+    b.call("f", {}, traceparent="garbage")  # malformed: treated as absent
+    second = answer(a)
+    p1, p2 = parse_traceparent(first.traceparent), parse_traceparent(second.traceparent)
+    assert p1 is not None and p2 is not None and p1[0] != p2[0]
+
+
+def test_no_tracing_hook_passes_the_context_verbatim() -> None:
+    bus = build_bus(clock=Clock(), tracing=False)
+    assert bus.tracing is None and bus.hooks.dispatch == []
+    a, b = Worker(bus, "a"), Worker(bus, "b")
+    a.register("f")
+    b.call("f", {}, traceparent="opaque")
+    assert answer(a).traceparent == "opaque"
+
+
+def test_without_the_ingest_function_nothing_is_kept() -> None:
+    bus, clock, tracing = traced()
+    a, b = Worker(bus, "a"), Worker(bus, "b")
+    a.register("f")
+    for _ in range(3):
+        b.call("f", {}, traceparent=TP)
+        answer(a)
+    assert tracing.spans == [] and tracing.flushes == 0
+
+
+def test_spans_are_batched_to_the_ingest_function_as_otlp_json() -> None:
+    bus, clock, tracing = traced(batch_size=3)
+    sink, a, b = Worker(bus, "obs"), Worker(bus, "a"), Worker(bus, "b")
+    sink.register(INGEST_FUNCTION_ID)
+    a.register("f")
+    for i in range(3):
+        b.call("f", {}, traceparent=TP)
+        clock.now += 0.010
+        answer(a, m.ErrorBody("invocation_failed", "boom") if i == 2 else None)
+    assert tracing.spans == [] and tracing.flushes == 1
+    (ingest,) = sink.of(m.InvokeFunction)
+    assert ingest.function_id == INGEST_FUNCTION_ID
+    data: dict[str, Any] = ingest.data
+    assert (data["kind"], data["source"], data["worker_id"]) == ("OTLP", "engine", None)
+    (rs,) = data["body"]["resourceSpans"]
+    assert rs["resource"]["attributes"] == [
+        {"key": "service.name", "value": {"stringValue": "iii"}}
+    ]
+    spans = rs["scopeSpans"][0]["spans"]
+    assert len(spans) == 3
+    for span in spans:
+        assert span["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736"
+        assert span["parentSpanId"] == "00f067aa0ba902b7"
+        assert span["name"] == "call f" and span["kind"] == 2
+        duration = int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])
+        assert abs(duration - 10_000_000) < 1000
+        attrs = {a["key"]: a["value"]["stringValue"] for a in span["attributes"]}
+        assert attrs["iii.function.id"] == "f" and attrs["iii.worker.id"] == a.conn.worker_id
+        assert attrs["iii.caller.worker_id"] == b.conn.worker_id
+    assert [s["status"]["code"] for s in spans] == [1, 1, 2]
+    assert spans[2]["status"]["message"] == "boom"
+    # The flush's own call to the ingest function makes no span.
+    sink.send(m.InvocationResult(ingest.invocation_id, INGEST_FUNCTION_ID, None))
+    assert tracing.spans == []
+
+
+def test_spans_kept_before_the_ingest_function_left_are_dropped() -> None:
+    bus, clock, tracing = traced()
+    sink, a, b = Worker(bus, "obs"), Worker(bus, "a"), Worker(bus, "b")
+    sink.register(INGEST_FUNCTION_ID)
+    a.register("f")
+    b.call("f", {})
+    answer(a)
+    assert len(tracing.spans) == 1
+    sink.leave()
+    tracing.flush()
+    assert tracing.flushes == 0 and tracing.spans == []

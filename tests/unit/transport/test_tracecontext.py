@@ -1,0 +1,54 @@
+"""traceparent parsing (W3C trace context level 1) and the per-task call context."""
+
+from __future__ import annotations
+
+import pytest
+
+from transport.tracecontext import (
+    format_traceparent,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+    trace_fields,
+)
+
+TP = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_a_valid_traceparent_parses() -> None:
+    assert parse_traceparent(TP) == ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7", "01")
+    assert parse_traceparent(TP.upper().replace("X", "x")) is not None
+    # A later version may append fields after a dash.
+    assert parse_traceparent("01" + TP[2:] + "-extra") is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        42,
+        "",
+        "tp",
+        TP[:-1],
+        TP + "-extra",  # version 00 has exactly four fields
+        "ff" + TP[2:],  # the forbidden version
+        "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  # zero trace id
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",  # zero span id
+        "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",  # not hex
+        "00_4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7_01",
+    ],
+)
+def test_anything_else_is_treated_as_absent(value: object) -> None:
+    assert parse_traceparent(value) is None
+
+
+def test_new_ids_make_a_valid_traceparent() -> None:
+    trace_id, span_id = new_trace_id(), new_span_id()
+    assert (len(trace_id), len(span_id)) == (32, 16)
+    assert parse_traceparent(format_traceparent(trace_id, span_id)) == (trace_id, span_id, "01")
+    assert new_trace_id() != trace_id
+
+
+def test_trace_fields_for_log_lines() -> None:
+    assert trace_fields(TP) == {"trace_id": TP[3:35], "span_id": TP[36:52]}
+    assert trace_fields(None) == {} and trace_fields("junk") == {}
