@@ -219,11 +219,17 @@ class WebSocketServerConnection:
         finally:
             self._pings.pop(payload, None)
 
-    async def aclose(self, code: int = CLOSE_RECONNECT, reason: str | None = None) -> None:
+    async def aclose(self, code: int | None = CLOSE_RECONNECT, reason: str | None = None) -> None:
+        """Close handshake; ``code=None`` sends a Close frame without a status (seen as 1005)."""
         if not self._closed and self._open:
             self._closed = True
             try:
-                await self._write(encode_close(code, reason or ""))
+                frame = (
+                    encode_frame(OP_CLOSE, b"")
+                    if code is None
+                    else encode_close(code, reason or "")
+                )
+                await self._write(frame)
                 # Closing handshake: discard input until the peer's Close/EOF, so unread
                 # bytes in our buffer do not turn our close into a reset the peer never reads.
                 with trio.move_on_after(CLOSE_DRAIN):

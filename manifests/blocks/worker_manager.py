@@ -1,5 +1,5 @@
 """The ``iii-worker-manager`` config block (WORKERS.md §11): one WebSocket listener of the engine,
-with its handshake deadline, message size limit and (later) RBAC."""
+with its handshake deadline, message size limit, middleware and RBAC block (PROTOCOL.md §13)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ _RBAC_STRINGS: Final = (
     "on_trigger_type_registration_function_id",
 )
 _FILTER_KEYS: Final = ("match", "metadata", "namespace")
-_MATCH_FORM: Final = re.compile(r'\s*match\("(.*)"\)\s*')
+_MATCH_FORM: Final = re.compile(r"""\s*match\((["'])(.*)\1\)\s*""", re.S)
 
 
 @attrs.frozen

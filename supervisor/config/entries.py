@@ -151,17 +151,6 @@ def _builtin_entry(
         if builtin.kind is WorkerKind.LISTENER:
             valid = isinstance(block, ListenerBlock)
             listener = block if valid else ListenerConfig()
-            # Running a listener without the protection its operator asked for would be
-            # worse than refusing to start: RBAC and middleware arrive with a later issue.
-            for key in ("rbac", "middleware_function_id"):
-                if isinstance(raw_config, dict) and raw_config.get(key) is not None:
-                    c.error(
-                        src,
-                        at + ("config", key),
-                        f"{shown} ({name}): {key}",
-                        "not supported by iii-supervisor yet — remove it, or keep this "
-                        "listener on upstream iii until RBAC lands",
-                    )
         return Pending(at[0], at[1], name, entry, listener=listener)
     partial = _supervise_of(c, src, at, shown, item, defaults)
     working_dir = _working_dir(c, src, at, shown, partial) or c.base_dir

@@ -119,11 +119,16 @@ class BusEdge:
         *,
         label: str | None = None,
         session: Any = None,
+        guard: Any = None,
         task_status: trio.TaskStatus[Connection] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        conn = Connection(kind=carrier.kind, label=label, peer=carrier.peer)
-        if session is not None:
-            conn.session = session
+        """``guard`` (an RBAC listener's ``RbacGuard``) sees every message before the bus."""
+        if guard is not None:
+            conn = guard.connection_for(session, kind=carrier.kind, label=label, peer=carrier.peer)
+        else:
+            conn = Connection(kind=carrier.kind, label=label, peer=carrier.peer)
+            if session is not None:
+                conn.session = session
         if isinstance(carrier, StreamCarrier):
             carrier.ping_handler = lambda timeout: self._local_ping(conn, timeout)
         conn.pinger = carrier.ping
@@ -134,7 +139,7 @@ class BusEdge:
             async with trio.open_nursery() as nursery:
                 conn.cancel_scope = nursery.cancel_scope
                 nursery.start_soon(self._writer, conn, carrier, nursery.cancel_scope)
-                await self._reader(conn, carrier)
+                await self._reader(conn, carrier, guard)
                 nursery.cancel_scope.cancel()
         finally:
             self.bus.cleanup(conn)
@@ -149,7 +154,7 @@ class BusEdge:
         conn.closing = True
         scope.cancel()
 
-    async def _reader(self, conn: Connection, carrier: Any) -> None:
+    async def _reader(self, conn: Connection, carrier: Any, guard: Any = None) -> None:
         handle = self.bus.handle
         decode = codec.decode
         telemetry = self.telemetry
@@ -177,7 +182,10 @@ class BusEdge:
             if msg is None:
                 continue
             try:
-                handle(conn, msg)
+                if guard is None:
+                    handle(conn, msg)
+                else:
+                    await guard.handle(conn, msg)
             except Exception:
                 log.exception("message handling failed", tag=msg.TAG, worker_id=conn.worker_id)
 

@@ -18,7 +18,12 @@ import trio
 from supervisor.config.model import ListenerConfig
 from supervisor.engine.channels import WRITER_CLOSE_GRACE, Channel
 from supervisor.engine.edge import BusEdge
+from supervisor.engine.errors import error
+from supervisor.engine.rbac import ListenerPolicy, RbacSession
+from supervisor.engine.rbac_guard import AuthRefused, RbacGuard
 from supervisor.engine.telemetry import TelemetryForwarder
+from transport import codec
+from transport import messages as m
 from transport.carrier import TELEMETRY_PREFIXES, CarrierClosed
 from transport.wsserver import MAX_FRAME, HandshakeFailed, WebSocketServerConnection
 
@@ -37,6 +42,8 @@ class Listener:
         self.bus = bus
         self.config = config
         self.port: int | None = None
+        policy = ListenerPolicy.from_config(config)
+        self.guard = RbacGuard(bus, policy) if policy is not None else None
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         cfg = self.config
@@ -70,31 +77,63 @@ class Listener:
                 log.info("handshake timed out", peer=ws.peer)
                 await ws.aclose()
                 return
-            await self._route(ws, request.target)
+            await self._route(
+                ws, request.target, [(b"host", request.host.encode()), *request.extra_headers]
+            )
         except (HandshakeFailed, CarrierClosed):
             await ws.aclose()
         except Exception:
             log.exception("connection handler failed", peer=ws.peer)
             await ws.aclose(1011)
 
-    async def _route(self, ws: WebSocketServerConnection, target: str) -> None:
+    async def _route(
+        self, ws: WebSocketServerConnection, target: str, headers: list[tuple[bytes, bytes]]
+    ) -> None:
         parts = urlsplit(target)
         path = parts.path or "/"
         if path == "/":
             await ws.accept()
-            await self.bus.serve(ws)
+            if self.guard is None:
+                await self.bus.serve(ws)
+                return
+            session = await self._authenticate(ws, headers, parts.query)
+            if session is not None:
+                await self.bus.serve(ws, session=session, guard=self.guard)
         elif path == "/otel":
-            await self._telemetry(ws)
+            await self._telemetry(ws, headers, parts.query)
         elif path.startswith("/ws/channels/"):
             await self._channel(ws, path.removeprefix("/ws/channels/"), parts.query)
         else:
             await ws.reject(404, b"Not Found")
 
-    async def _telemetry(self, ws: WebSocketServerConnection) -> None:
-        """A ``/otel`` socket: no worker is created. RBAC listeners authenticate it here, before
+    async def _telemetry(
+        self, ws: WebSocketServerConnection, headers: list[tuple[bytes, bytes]], query: str
+    ) -> None:
+        """A ``/otel`` socket: no worker is created. RBAC listeners authenticate it after
         ``accept``, with the same refusal as ``/`` (PROTOCOL.md §15)."""
         await ws.accept()
+        if self.guard is not None and await self._authenticate(ws, headers, query) is None:
+            return
         await _forward_telemetry(ws, self.bus.telemetry)
+
+    async def _authenticate(
+        self, ws: WebSocketServerConnection, headers: list[tuple[bytes, bytes]], query: str
+    ) -> RbacSession | None:
+        """The session for an accepted socket, or None after refusing it (§4.1 step 4):
+        one AUTH_ERROR frame, then a Close without a status code. Frames the client sends
+        meanwhile wait unread in the socket, so none is lost."""
+        assert self.guard is not None
+        try:
+            return await self.guard.authenticate(headers, query, ws.peer)
+        except AuthRefused as exc:
+            log.info("connection refused by the auth function", peer=ws.peer, reason=exc.message)
+            frame = m.ErrorFrame(error=error("AUTH_ERROR", exc.message))
+            try:
+                await ws.send_message(codec.encode_str(frame))
+            except CarrierClosed:
+                pass
+            await ws.aclose(None)
+            return None
 
     async def _channel(self, ws: WebSocketServerConnection, channel_id: str, query: str) -> None:
         params = parse_qs(query)

@@ -6,10 +6,23 @@ from typing import TYPE_CHECKING, Any
 
 from supervisor.engine.builtins._args import opt_str
 from supervisor.engine.errors import DEFAULT, InvocationFailed
+from supervisor.engine.rbac import RbacSession
 
 if TYPE_CHECKING:
     from supervisor.engine.bus import Bus, CallContext
     from supervisor.engine.functions import FunctionEntry
+
+
+def rbac_session(ctx: CallContext) -> RbacSession | None:
+    """The caller's RBAC session, if it came through an RBAC listener (§12.1)."""
+    session = ctx.caller.session if ctx.caller is not None else None
+    return session if isinstance(session, RbacSession) else None
+
+
+def _hidden(session: RbacSession | None, function_id: str, namespace: str, meta: Any) -> bool:
+    return session is not None and (
+        session.policy.denial(session, function_id, namespace, meta) is not None
+    )
 
 
 def _visible(rec: FunctionEntry, include_internal: bool) -> bool:
@@ -29,9 +42,12 @@ def functions_list(ctx: CallContext, data: dict[str, Any]) -> dict[str, Any]:
     if data.get("worker"):
         workers.add(data["worker"])
     include_internal = bool(data.get("include_internal"))
+    session = rbac_session(ctx)
     rows: list[tuple[int, str, FunctionEntry]] = []
     for rec in ctx.bus.functions.values():
         if not _visible(rec, include_internal):
+            continue
+        if _hidden(session, rec.function_id, rec.namespace, rec.metadata):
             continue
         if prefix and not rec.function_id.startswith(prefix):
             continue
@@ -101,8 +117,20 @@ def functions_info(ctx: CallContext, data: dict[str, Any]) -> dict[str, Any]:
         raise InvocationFailed(
             "INVALID_ARGUMENTS", "missing field `function_id` (or `function_ids` for a batch)"
         )
+    session = rbac_session(ctx)
+
+    def lookup(function_id: Any) -> FunctionEntry:
+        if session is not None and isinstance(function_id, str):
+            ns = namespace if isinstance(namespace, str) else DEFAULT
+            entry = ctx.bus.functions.get((ns, function_id))
+            if _hidden(session, function_id, ns, entry.metadata if entry else None):
+                raise InvocationFailed(
+                    "FORBIDDEN", f"Function '{function_id}' is not visible to this session."
+                )
+        return _lookup_function(ctx.bus, function_id, namespace)
+
     if single is not None:
-        return function_detail(ctx.bus, _lookup_function(ctx.bus, single, namespace))
+        return function_detail(ctx.bus, lookup(single))
     if not isinstance(batch, list) or not batch:
         raise InvocationFailed(
             "INVALID_ARGUMENTS", "`function_ids` must be a non-empty array of function ids"
@@ -113,7 +141,7 @@ def functions_info(ctx: CallContext, data: dict[str, Any]) -> dict[str, Any]:
     out: list[dict[str, Any]] = []
     for fid in ids:
         try:
-            out.append(function_detail(ctx.bus, _lookup_function(ctx.bus, fid, namespace)))
+            out.append(function_detail(ctx.bus, lookup(fid)))
         except InvocationFailed:
             out.append({"function_id": fid, "error": "not_found"})
     return {"functions": out}

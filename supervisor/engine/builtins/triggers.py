@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from supervisor.engine.builtins.functions import function_detail
+from supervisor.engine.builtins.functions import function_detail, rbac_session
 from supervisor.engine.errors import DEFAULT, InvocationFailed
 from supervisor.engine.triggers import Binding
 from transport import messages as m
@@ -130,6 +130,22 @@ async def register_trigger(ctx: CallContext, data: dict[str, Any]) -> dict[str, 
             "`function_id` are required strings",
         )
     bus = ctx.bus
+    session = rbac_session(ctx)
+    if session is not None:
+        # §13.2: allowed_trigger_types and the prefix; the target must also pass the allow
+        # check, or a durable binding would be a way around expose_functions.
+        allowed = session.allowed_trigger_types
+        if allowed is not None and trigger_type not in allowed:
+            raise InvocationFailed(
+                "FORBIDDEN", f"Trigger type '{trigger_type}' is not allowed for this session."
+            )
+        function_id = session.prefixed(function_id)
+        entry = bus.functions.get((DEFAULT, function_id))
+        meta = entry.metadata if entry else None
+        if session.policy.denial(session, function_id, DEFAULT, meta) is not None:
+            raise InvocationFailed(
+                "FORBIDDEN", f"function '{function_id}' not allowed in namespace '{DEFAULT}'"
+            )
     binding = Binding(
         id=str(uuid.uuid4()),
         trigger_type=trigger_type,

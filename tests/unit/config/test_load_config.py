@@ -147,23 +147,42 @@ def test_duplicates_get_suffixes_and_listeners_are_independent(write: Write) -> 
     assert config.engine_port == 49199
 
 
-def test_rbac_and_middleware_are_refused_until_they_are_implemented(write: Write) -> None:
+def test_the_sdk_suite_rbac_listener_loads(write: Write) -> None:
+    """PROTOCOL.md §13.10: the RBAC listener of upstream's config-test.yaml, verbatim."""
     path = write(
         "config.yaml",
         """
         workers:
           - name: iii-worker-manager
+            config: {port: 49199}
+          - name: iii-worker-manager
             config:
+              host: 0.0.0.0
               port: 49135
-              middleware_function_id: my::mw
-              rbac: {auth_function_id: my::auth}
+              middleware_function_id: test::rbac-worker::middleware
+              rbac:
+                auth_function_id: test::rbac-worker::auth
+                on_function_registration_function_id: test::rbac-worker::on-function-reg
+                on_trigger_registration_function_id: test::rbac-worker::on-trigger-reg
+                on_trigger_type_registration_function_id: test::rbac-worker::on-trigger-type-reg
+                expose_functions:
+                  - match("test::ew::public::*")
+                  - match('engine::functions::list')
+                  - metadata:
+                      ew_public: true
         """,
     )
-    with pytest.raises(ConfigError) as info:
-        load_config(path, env={})
-    text = str(info.value)
-    assert "workers[0] (iii-worker-manager): rbac: not supported by iii-supervisor yet" in text
-    assert "middleware_function_id: not supported" in text
+    config = load_config(path, env={})
+    rbac_listener = config.listeners[1]
+    assert rbac_listener.middleware_function_id == "test::rbac-worker::middleware"
+    assert rbac_listener.rbac is not None
+    assert rbac_listener.rbac.auth_function_id == "test::rbac-worker::auth"
+    assert rbac_listener.rbac.expose_functions == (
+        'match("test::ew::public::*")',
+        "match('engine::functions::list')",
+        {"metadata": {"ew_public": True}},
+    )
+    assert config.listeners[0].rbac is None
 
 
 def test_renamed_pair_is_the_upstream_duplicate_error(write: Write) -> None:

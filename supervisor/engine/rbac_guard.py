@@ -1,0 +1,300 @@
+"""The guard in front of the bus for connections on an RBAC or middleware listener (§13).
+
+One ``RbacGuard`` per such listener. It authenticates each connection before the bus sees it
+(``authenticate``: the auth function, engine-internal, with a deadline) and then stands in the
+connection's read loop: every message passes ``handle`` in arrival order before the bus
+handles it. Invocations get the allow check, the namespace-scope check and the middleware;
+registrations get the session's permissions, the hooks (awaited inline, as upstream does,
+so a connection's registrations keep their order) and the function-registration prefix.
+Message types it does not know are dropped: a new message kind reaches the bus from an RBAC
+listener only once someone decides which rules apply to it.
+
+Connections on listeners without rbac and middleware never meet this module.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING, Any, Final
+
+import attrs
+import structlog
+
+from supervisor.engine.connection import Connection
+from supervisor.engine.errors import DEFAULT, InvocationFailed, blank, error
+from supervisor.engine.rbac import (
+    ListenerPolicy,
+    RbacError,
+    RbacSession,
+    auth_input,
+    function_hook_input,
+    merge_function_hook,
+    merge_trigger_hook,
+    merge_trigger_type_hook,
+    parse_auth_result,
+    permissive_session,
+    trigger_hook_input,
+    trigger_type_hook_input,
+)
+from transport import messages as m
+
+if TYPE_CHECKING:
+    from supervisor.engine.edge import BusEdge
+
+log = structlog.get_logger(__name__)
+
+AUTH_TIMEOUT: Final = 10.0  # seconds the auth function has to answer
+HOOK_TIMEOUT: Final = 10.0  # seconds a registration hook has to answer
+
+# Passed on unchanged (after the checks of their kind); anything else is dropped.
+_PLAIN: Final = frozenset(
+    {
+        m.InvocationResult,
+        m.TriggerRegistrationResult,
+        m.Reattach,
+        m.Ping,
+        m.Pong,
+        m.RegisterService,
+        m.UnregisterTrigger,
+        m.UnregisterTriggerType,
+    }
+)
+
+
+class AuthRefused(Exception):
+    """Session establishment failed; ``message`` goes into the AUTH_ERROR frame."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@attrs.define(eq=False)
+class PrefixedConnection(Connection):
+    """A connection whose session registers functions as ``P::X``: calls sent to it carry
+    ``X``, the id its SDK knows (§13.6)."""
+
+    strip: str = ""
+
+    def send(self, msg: Any, *, batch: bool = False) -> bool:
+        if type(msg) is m.InvokeFunction and msg.function_id.startswith(self.strip):
+            msg = attrs.evolve(msg, function_id=msg.function_id[len(self.strip) :])
+        return super().send(msg, batch=batch)
+
+
+def _action(action: m.TriggerAction | None) -> dict[str, Any] | None:
+    if action is None:
+        return None
+    out: dict[str, Any] = {"type": action.type}
+    if action.queue is not None:
+        out["queue"] = action.queue
+    return out
+
+
+class RbacGuard:
+    def __init__(self, edge: BusEdge, policy: ListenerPolicy) -> None:
+        self.edge = edge
+        self.bus = edge.bus
+        self.policy = policy
+
+    # -- connecting ------------------------------------------------------------------------
+
+    async def authenticate(
+        self, headers: list[tuple[bytes, bytes]], query: str, peer: str | None
+    ) -> RbacSession:
+        """The session for a new connection, or ``AuthRefused`` with the reason."""
+        policy = self.policy
+        fn = policy.auth_function_id
+        if fn is None:
+            return permissive_session(policy)
+        try:
+            result = await self.edge.call(
+                fn, auth_input(headers, query, peer), timeout=AUTH_TIMEOUT
+            )
+        except InvocationFailed as exc:
+            if exc.code == "timeout":
+                raise AuthRefused(
+                    f"auth function '{fn}' did not answer within {int(AUTH_TIMEOUT * 1000)} ms"
+                ) from None
+            raise AuthRefused(exc.message) from None
+        try:
+            return parse_auth_result(result, policy)
+        except RbacError as exc:
+            raise AuthRefused(str(exc)) from None
+
+    def connection_for(self, session: RbacSession, **kw: Any) -> Connection:
+        prefix = session.function_registration_prefix
+        conn: Connection
+        if prefix:
+            conn = PrefixedConnection(strip=f"{prefix}::", **kw)
+        else:
+            conn = Connection(**kw)
+        conn.session = session
+        return conn
+
+    # -- the read loop ---------------------------------------------------------------------
+
+    async def handle(self, conn: Connection, msg: Any) -> None:
+        session = conn.session
+        assert isinstance(session, RbacSession)
+        kind = type(msg)
+        if kind is m.InvokeFunction:
+            self.invoke(conn, session, msg)
+            return
+        vetted: Any
+        if kind is m.RegisterFunction:
+            vetted = await self._function(conn, session, msg)
+        elif kind is m.UnregisterFunction:
+            vetted = attrs.evolve(msg, id=session.prefixed(msg.id))
+        elif kind is m.RegisterTriggerType:
+            vetted = await self._trigger_type(conn, session, msg)
+        elif kind is m.RegisterTrigger:
+            vetted = await self._trigger(conn, session, msg)
+        elif kind in _PLAIN:
+            vetted = msg
+        else:
+            log.info(
+                "message type not accepted on an RBAC listener; dropped",
+                tag=getattr(msg, "TAG", kind.__name__),
+                worker_id=conn.worker_id,
+            )
+            return
+        if vetted is not None and not conn.closing:
+            self.bus.handle(conn, vetted)
+
+    # -- invocations -----------------------------------------------------------------------
+
+    def invoke(self, conn: Connection, session: RbacSession, msg: m.InvokeFunction) -> None:
+        bus = self.bus
+        namespace = DEFAULT if msg.namespace is None else msg.namespace
+        if blank(namespace):
+            bus.handle(conn, msg)  # INVALID_NAMESPACE: reaches nothing
+            return
+        fid = msg.function_id
+        entry = bus.functions.get((namespace, fid))
+        refusal = self.policy.denial(session, fid, namespace, entry.metadata if entry else None)
+        if refusal is None and fid == "engine::workers::register":
+            data = msg.data if isinstance(msg.data, dict) else {}
+            declared = data.get("namespace")
+            refusal = session.namespace_refusal(declared if isinstance(declared, str) else DEFAULT)
+        if refusal is not None:
+            log.info("call refused by RBAC", function_id=fid, namespace=namespace)
+            self._answer(conn, msg, None, error("FORBIDDEN", refusal))
+            return
+        middleware = self.policy.middleware_function_id
+        engine_owned = fid.startswith("engine::") and (
+            entry is None or entry.owner is None or entry.owner.kind == "local"
+        )
+        if middleware is None or engine_owned:
+            bus.handle(conn, msg)
+            return
+        bus.internal_invoke(
+            middleware,
+            {
+                "function_id": fid,
+                "payload": msg.data,
+                "action": _action(msg.action),
+                "context": session.context,
+                "namespace": namespace,
+            },
+            namespace=namespace,
+            metadata=msg.metadata,
+            on_done=lambda result, err: self._answer(conn, msg, result, err),
+        )
+
+    def _answer(
+        self, conn: Connection, msg: m.InvokeFunction, result: Any, err: m.ErrorBody | None
+    ) -> None:
+        """The caller's invocationresult; a fresh id when it sent none (SDKs ignore it)."""
+        conn.send(
+            m.InvocationResult(
+                msg.invocation_id or str(uuid.uuid4()),
+                msg.function_id,
+                None if err is not None else result,
+                err,
+                msg.traceparent,
+                msg.baggage,
+            )
+        )
+
+    # -- registrations ---------------------------------------------------------------------
+
+    async def _hook(self, fn: str, data: dict[str, Any]) -> Any:
+        """A registration hook's answer; ``RbacError`` when it failed (which denies)."""
+        try:
+            return await self.edge.call(fn, data, timeout=HOOK_TIMEOUT)
+        except InvocationFailed as exc:
+            if exc.code == "timeout":
+                raise RbacError(
+                    f"hook '{fn}' did not answer within {int(HOOK_TIMEOUT * 1000)} ms"
+                ) from None
+            raise RbacError(f"hook '{fn}' failed: {exc.code}: {exc.message}") from None
+
+    async def _function(
+        self, conn: Connection, session: RbacSession, msg: m.RegisterFunction
+    ) -> m.RegisterFunction | None:
+        if not session.allow_function_registration:
+            log.info("function registration not allowed for this session", id=msg.id)
+            return None
+        hook = self.policy.on_function_registration
+        if hook is not None:
+            data = function_hook_input(msg, conn.ns, session.context)
+            try:
+                msg = merge_function_hook(msg, await self._hook(hook, data))
+            except RbacError as exc:
+                log.info("function registration denied by its hook", id=msg.id, reason=str(exc))
+                return None
+        return attrs.evolve(msg, id=session.prefixed(msg.id))
+
+    async def _trigger_type(
+        self, conn: Connection, session: RbacSession, msg: m.RegisterTriggerType
+    ) -> m.RegisterTriggerType | None:
+        if not session.allow_trigger_type_registration:
+            log.info("trigger type registration not allowed for this session", id=msg.id)
+            return None
+        hook = self.policy.on_trigger_type_registration
+        if hook is None:
+            return msg
+        data = trigger_type_hook_input(msg, session.context)
+        try:
+            return merge_trigger_type_hook(msg, await self._hook(hook, data))
+        except RbacError as exc:
+            log.info("trigger type registration denied by its hook", id=msg.id, reason=str(exc))
+            return None
+
+    async def _trigger(
+        self, conn: Connection, session: RbacSession, msg: m.RegisterTrigger
+    ) -> m.RegisterTrigger | None:
+        if blank(msg.namespace) or blank(msg.trigger_namespace):
+            return msg  # the bus answers INVALID_NAMESPACE and binds nothing
+        allowed = session.allowed_trigger_types
+        if allowed is not None and msg.trigger_type not in allowed:
+            log.info("trigger type not allowed for this session", trigger_type=msg.trigger_type)
+            return None
+        hook = self.policy.on_trigger_registration
+        if hook is not None:
+            data = trigger_hook_input(msg, session.context)
+            try:
+                msg = merge_trigger_hook(msg, await self._hook(hook, data))
+            except RbacError as exc:
+                log.info("trigger registration denied by its hook", id=msg.id, reason=str(exc))
+                return None
+        msg = attrs.evolve(msg, function_id=session.prefixed(msg.function_id))
+        namespace = msg.namespace or DEFAULT
+        entry = self.bus.functions.get((namespace, msg.function_id))
+        if self.policy.denial(
+            session, msg.function_id, namespace, entry.metadata if entry else None
+        ):
+            conn.send(
+                m.TriggerRegistrationResult(
+                    id=msg.id,
+                    trigger_type=msg.trigger_type,
+                    function_id=msg.function_id,
+                    error=error(
+                        "FORBIDDEN",
+                        f"function '{msg.function_id}' not allowed in namespace '{namespace}'",
+                    ),
+                )
+            )
+            return None
+        return msg
