@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 import structlog
 
+from supervisor.engine.acks import NoObservers, ObserverDirectory
 from supervisor.engine.channels import ChannelRegistry
 from supervisor.engine.connection import Connection
 from supervisor.engine.enqueue import enqueue
@@ -28,6 +29,7 @@ from supervisor.engine.errors import (
     blank,
     error,
 )
+from supervisor.engine.features import ENGINE_FEATURES
 from supervisor.engine.functions import FunctionEntry, FunctionTable
 from supervisor.engine.hooks import Hooks
 from supervisor.engine.invocations import InvocationTable, Outcome, Pending
@@ -79,6 +81,7 @@ class Bus:
         if self.metrics is not None:
             self.hooks.add(self.metrics)
         self.tracing: Any = None  # the span hook (tracing.py), installed by runner.build_bus
+        self.observer_directory: ObserverDirectory = NoObservers()  # acks.py: the seam
         self.registrar = Registrar(self)
         # Set by the edge: run an async function in its nursery; be told to flush "changed"
         # events; be told an earlier wake-up is due.
@@ -261,7 +264,7 @@ class Bus:
         self._awaiting_namespace.append(conn)
         if len(self._awaiting_namespace) == 1:
             self._wake(conn.grace_until)
-        conn.send(m.WorkerRegistered(worker_id=conn.worker_id, reattach_token=conn.reattach_token))
+        conn.send(m.WorkerRegistered(conn.worker_id, conn.reattach_token, list(ENGINE_FEATURES)))
         self.fire_event("engine::workers-available", worker_event("worker_connected", conn))
         self.emit("connected", conn)
         log.debug("worker connected", worker_id=conn.worker_id, kind=conn.kind, peer=conn.peer)

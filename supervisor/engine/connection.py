@@ -34,6 +34,15 @@ class Session:
     allow_trigger_type_registration: bool = True
     context: Any = attrs.field(factory=dict)
 
+    def local_dispatch_allowed(self, namespace: str, function_id: str) -> bool:
+        """May this connection run ``function_id`` in-process (OBSERVE.md §4.2 rules 3, 4)?
+
+        False where a routed call would be diverted or refused: the listener has a
+        ``middleware_function_id``, or the session fails the allow check for the function.
+        Permissive until RBAC sessions answer it.
+        """
+        return True
+
 
 @attrs.define(eq=False)
 class Connection:
@@ -50,6 +59,9 @@ class Connection:
     name: str | None = None
     pid: int | None = None
     metadata: dict[str, Any] = attrs.field(factory=dict)
+    # Capability flags declared in the first engine::workers::register (features.py);
+    # fixed for the life of the connection (OBSERVE.md §2.1).
+    features: frozenset[str] = frozenset()
     closing: bool = False
     draining: bool = False  # being stopped by the supervisor: no new calls
     revision: int = 0  # bumped whenever this connection's registrations change

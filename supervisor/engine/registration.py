@@ -11,15 +11,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
+import attrs
 import structlog
 
+from supervisor.engine.acks import acknowledge
 from supervisor.engine.connection import Connection
 from supervisor.engine.errors import DEFAULT, INVALID_NAMESPACE_MSG, InvocationFailed, blank, error
+from supervisor.engine.features import OBSERVE_V1, declared_features
 from supervisor.engine.functions import FunctionEntry
 from supervisor.engine.triggers import Binding, Provider
 from transport import messages as m
 
 if TYPE_CHECKING:
+    from supervisor.engine.acks import ObserverDirectory
     from supervisor.engine.functions import FunctionTable
     from supervisor.engine.hooks import Hooks
     from supervisor.engine.triggers import TriggerTable
@@ -50,6 +54,7 @@ class RegistrarHost(Protocol):
     names: dict[tuple[str, str], Connection]
     services: dict[tuple[str, str], dict[str, Any]]
     hooks: Hooks
+    observer_directory: ObserverDirectory
 
     def live(self, conn: Connection | None) -> bool: ...
     def touch(self, conn: Connection) -> None: ...
@@ -57,6 +62,14 @@ class RegistrarHost(Protocol):
     def fire_event(self, type_id: str, payload: Any) -> None: ...
     def functions_changed(self) -> None: ...
     def cleanup(self, conn: Connection) -> None: ...
+
+
+@attrs.frozen
+class Deferred:
+    """A non-registration message held in a pending connection's buffer (``Registrar.defer``)."""
+
+    msg: Any
+    run: Callable[[Connection, Any], None]
 
 
 class Registrar:
@@ -91,7 +104,25 @@ class Registrar:
             return
         self.apply(conn, msg)
 
+    def defer(self, conn: Connection, msg: Any, run: Callable[[Connection, Any], None]) -> None:
+        """Run ``run(conn, msg)`` once the connection's namespace and features are known.
+
+        For frames that depend on them but may arrive before ``engine::workers::register``
+        (the 0.25 SDK can send ``observe`` as soon as it reads ``workerregistered``, which
+        this engine sends on connect, PROTOCOL.md §4.1): while the namespace is pending they
+        are buffered in arrival order with the registrations and run when it is pinned.
+        Registration hooks do not see them.
+        """
+        if conn.namespace is None:
+            if conn.buffered is not None:
+                conn.buffered.append(Deferred(msg, run))
+            return
+        run(conn, msg)
+
     def apply(self, conn: Connection, msg: Any) -> None:
+        if type(msg) is Deferred:
+            msg.run(conn, msg.msg)
+            return
         hooks = self.bus.hooks.registration
         if hooks:
             for hook in hooks:
@@ -156,6 +187,7 @@ class Registrar:
                     )
                     return
                 holder.functions.discard(key)
+                self.bus.observer_directory.function_removed(current, holder)
         if msg.invocation is not None:
             log.warning(
                 "HTTP-invoked function dropped: iii-http-functions is not available yet",
@@ -164,19 +196,19 @@ class Registrar:
             return
         if current is not None:
             functions.remove(current)
-        functions.put(
-            FunctionEntry(
-                function_id=msg.id,
-                namespace=ns,
-                owners=[conn],
-                description=msg.description,
-                request_format=msg.request_format,
-                response_format=msg.response_format,
-                metadata=msg.metadata,
-            )
+        entry = FunctionEntry(
+            function_id=msg.id,
+            namespace=ns,
+            owners=[conn],
+            description=msg.description,
+            request_format=msg.request_format,
+            response_format=msg.response_format,
+            metadata=msg.metadata,
         )
+        functions.put(entry)
         conn.functions.add(key)
         self.bus.functions_changed()
+        acknowledge(self.bus.observer_directory, conn, entry, msg.id)
 
     def unregister_function(self, conn: Connection, msg: m.UnregisterFunction) -> None:
         entry = self.bus.functions.get((conn.ns, msg.id))
@@ -186,6 +218,7 @@ class Registrar:
     def _drop_owner(self, conn: Connection, entry: FunctionEntry) -> None:
         entry.owners.remove(conn)
         conn.functions.discard(entry.key)
+        self.bus.observer_directory.function_removed(entry, conn)
         if not entry.owners:
             self.bus.functions.remove(entry)
             self.bus.functions_changed()
@@ -317,6 +350,8 @@ class Registrar:
             if k in data
         }
         conn.metadata["description"] = sanitize(data.get("description")) or None
+        if not conn.registered:  # features are fixed by the first register (OBSERVE.md §2.1)
+            self._declare_features(conn, declared_features(data.get("features")))
         self.pin(conn, namespace)
         conn.registered = True
         self.bus.fire_event(
@@ -325,6 +360,19 @@ class Registrar:
         )
         self.bus.emit("registered", conn)
         return {"success": True}
+
+    def _declare_features(self, conn: Connection, features: frozenset[str]) -> None:
+        """Record the connection's features before its buffered registrations are applied
+        (OBSERVE.md §2.4). A connection the namespace grace already pinned has its stored
+        functions acknowledged now, since their ack was deferred until the features were known.
+        """
+        conn.features = features
+        if conn.namespace is None or OBSERVE_V1 not in features:
+            return
+        for key in sorted(conn.functions):
+            entry = self.bus.functions.get(key)
+            if entry is not None and conn in entry.owners:
+                acknowledge(self.bus.observer_directory, conn, entry, entry.function_id)
 
     def reattach(self, conn: Connection, msg: m.Reattach) -> None:
         bus = self.bus
