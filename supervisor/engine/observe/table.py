@@ -7,8 +7,8 @@ the ``Host`` (the bus); time comes in as ``now``. ``watched`` maps a function ke
 active observers that routed calls of it must be matched against; a key absent from it costs
 the bus's completion hook one dict lookup.
 
-Longer than 650 lines? No: this module stays below; the pure pieces live beside it
-(``spec``, ``envelope``, ``argsformat``).
+The records live in ``records``; the pure pieces beside it (``spec``, ``envelope``,
+``argsformat``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,9 @@ from __future__ import annotations
 import heapq
 import time
 import uuid
-from collections import deque
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-import attrs
 import structlog
 
 from supervisor.engine.observe.argsformat import check_args
@@ -32,7 +30,27 @@ from supervisor.engine.observe.envelope import (
     observe_depth,
     stamp_caller,
 )
-from supervisor.engine.observe.spec import Compile, Key, ObserveError, ObserverSpec, parse_observe
+from supervisor.engine.observe.records import (
+    ACK_DEADLINE,
+    GRACE,
+    LOOP_LIMIT,
+    QUEUE_LIMIT,
+    TERMINAL,
+    TOMBSTONE_TTL,
+    Event,
+    Host,
+    Job,
+    Observer,
+    Outcome,
+    Tombstone,
+    capable,
+    int_or_zero,
+    number_or_zero,
+    on_accepts,
+    str_or_none,
+    strings,
+)
+from supervisor.engine.observe.spec import Compile, Key, ObserveError, parse_observe
 from transport import messages as m
 
 if TYPE_CHECKING:
@@ -40,108 +58,6 @@ if TYPE_CHECKING:
     from supervisor.engine.functions import FunctionEntry
 
 log = structlog.get_logger(__name__)
-
-OBSERVE_FEATURE = "observe.v1"
-LOCAL_DISPATCH_FEATURE = "local-dispatch.v1"
-LOOP_LIMIT = 8  # §7.4: an activation deeper than this is dropped
-GRACE = 30.0  # §5.5: a departed observing worker's observers wait this long for a replay
-ACK_DEADLINE = 35.0  # §5.4 #7: the owner's 30 s hook timeout plus a margin
-TOMBSTONE_TTL = 600.0  # §5.6
-QUEUE_LIMIT = 10_000  # §7.6: queued activations per observer
-TERMINAL = ("error", "disposed")
-
-Outcome = Callable[[Any, "m.ErrorBody | None"], None]
-
-
-class Host(Protocol):
-    """What the table needs of the bus."""
-
-    def live(self, conn: Connection | None) -> bool: ...
-    def function(self, key: Key) -> FunctionEntry | None: ...
-    def activate(self, entry: FunctionEntry, job: Job, on_done: Outcome) -> None: ...
-    def wake(self, at: float) -> None: ...
-    def now(self) -> float: ...
-
-
-def capable(conn: Connection | None, feature: str = OBSERVE_FEATURE) -> bool:
-    return conn is not None and feature in getattr(conn, "features", ())
-
-
-@attrs.define(eq=False, slots=True)
-class Job:
-    """One accepted activation, waiting or in flight."""
-
-    data: Any
-    metadata: Any
-    caller: dict[str, Any]
-    depth: int
-    activation_id: str
-    observer_id: str
-    traceparent: str | None = None
-    baggage: str | None = None
-    reply: Outcome | None = None  # owner calls: the owner waits for the target's answer
-
-
-@attrs.define(eq=False, slots=True)
-class Event:
-    """An observed invocation or a reported one, as activations need it."""
-
-    function_id: str
-    namespace: str
-    invocation_id: str
-    status: str
-    parts: dict[str, Any]
-    started_at_ms: int
-    duration_ms: float
-    depth: int
-    traceparent: str | None = None
-    baggage: str | None = None
-
-
-@attrs.define(eq=False)
-class Observer:
-    spec: ObserverSpec
-    conn: Connection | None
-    created_at_ms: int
-    expires_at: float | None
-    state: str = "pending"
-    reason: m.ErrorBody | None = None
-    fires: int = 0
-    ever_active: bool = False
-    attached: bool = False
-    announced_to: Connection | None = None
-    announced_revision: int = -1
-    acked_by: Connection | None = None
-    ack_deadline: float | None = None
-    grace_until: float | None = None
-    in_flight: int = 0
-    queue: deque[Job] = attrs.field(factory=deque)
-    dropped: dict[str, int] = attrs.field(factory=dict)
-
-    @property
-    def id(self) -> str:
-        return self.spec.id
-
-    def drop(self, reason: str) -> None:
-        self.dropped[reason] = self.dropped.get(reason, 0) + 1
-
-    def info(self) -> dict[str, Any]:
-        """ObserverInfo (§3.6): what its owner sees."""
-        return {
-            "id": self.spec.id,
-            "args": self.spec.args,
-            "filters": self.spec.compiled.normal,
-            "target": self.spec.target[1],
-            "capture": list(self.spec.capture),
-            "on": self.spec.on,
-        }
-
-
-@attrs.frozen
-class Tombstone:
-    reason: m.ErrorBody
-    fires: int
-    until: float
 
 
 def _body(code: str, message: str) -> m.ErrorBody:
@@ -619,14 +535,14 @@ class ObserverTable:
             status = "error" if item.get("status") == "error" else "success"
             inv = item.get("invocation_id")
             event: Event | None = None
-            for oid in _strings(item.get("matched")):
+            for oid in strings(item.get("matched")):
                 obs = self.observers.get(oid)
                 if obs is None:
                     continue
                 if not owner_ok or obs.spec.source != key or not obs.attached:
                     obs.drop("INACTIVE")
                     continue
-                if not self._owner_delivered(key) and not _on_accepts(obs.spec.on, status):
+                if not self._owner_delivered(key) and not on_accepts(obs.spec.on, status):
                     continue
                 if event is None:
                     event = Event(
@@ -635,84 +551,10 @@ class ObserverTable:
                         invocation_id=inv if isinstance(inv, str) else "",
                         status=status,
                         parts={p: item[p] for p in PARTS if p in item},
-                        started_at_ms=_int(item.get("started_at_ms")),
-                        duration_ms=_number(item.get("duration_ms")),
+                        started_at_ms=int_or_zero(item.get("started_at_ms")),
+                        duration_ms=number_or_zero(item.get("duration_ms")),
                         depth=observe_depth(item.get("observe_depth")),
-                        traceparent=_str(item.get("traceparent")),
-                        baggage=_str(item.get("baggage")),
+                        traceparent=str_or_none(item.get("traceparent")),
+                        baggage=str_or_none(item.get("baggage")),
                     )
                 self.fire(obs, event)
-
-    # -- introspection ---------------------------------------------------------------------
-
-    def detail(self, oid: str) -> dict[str, Any] | None:
-        """``engine::observers::get`` (§9.1)."""
-        obs = self.observers.get(oid)
-        if obs is None:
-            tomb = self.tombstones.get(oid)
-            if tomb is None:
-                return None
-            reason = {"code": tomb.reason.code, "message": tomb.reason.message}
-            return {"id": oid, "state": "disposed", "reason": reason, "fires": tomb.fires}
-        spec = obs.spec
-        out: dict[str, Any] = {"id": spec.id, "state": obs.state}
-        if obs.reason is not None:
-            out["reason"] = {"code": obs.reason.code, "message": obs.reason.message}
-        out["source"] = {
-            "function_id": spec.source[1],
-            "namespace": spec.source[0],
-            "args": spec.args,
-            "filters": spec.filters,
-            "capture": list(spec.capture),
-            "on": spec.on,
-            "deliver": spec.deliver,
-        }
-        out["target"] = {"function_id": spec.target[1], "namespace": spec.target[0]}
-        if spec.metadata is not None:
-            out["metadata"] = spec.metadata
-        if spec.max_fires is not None:
-            out["max_fires"] = spec.max_fires
-        if obs.expires_at is not None and spec.expires_in_ms is not None:
-            out["expires_at_ms"] = obs.created_at_ms + spec.expires_in_ms
-        out.update(
-            max_in_flight=spec.max_in_flight,
-            fires=obs.fires,
-            in_flight=obs.in_flight,
-            queued=len(obs.queue),
-            dropped=dict(obs.dropped),
-            created_at_ms=obs.created_at_ms,
-        )
-        if obs.conn is not None:
-            out["worker_id"] = obs.conn.worker_id
-        return out
-
-    def of_function(self, key: Key) -> Iterable[Observer]:
-        return self.by_source.get(key, {}).values()
-
-
-def _on_accepts(on: str, status: str) -> bool:
-    return on == "complete" or on == status
-
-
-def _strings(value: Any) -> list[str]:
-    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
-
-
-def _int(value: Any) -> int:
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float):
-        return int(value)
-    return 0
-
-
-def _number(value: Any) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    return 0.0
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None

@@ -10,7 +10,8 @@ import attrs
 
 from supervisor.engine.connection import Connection
 from supervisor.engine.functions import FunctionEntry
-from supervisor.engine.observe.table import Job, ObserverTable, Outcome
+from supervisor.engine.observe.records import Job, Outcome
+from supervisor.engine.observe.table import ObserverTable
 from transport import messages as m
 
 Key = tuple[str, str]

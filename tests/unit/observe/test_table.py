@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.engine.observe.table import ACK_DEADLINE, GRACE, Event
+from supervisor.engine.observe.detail import detail
+from supervisor.engine.observe.records import ACK_DEADLINE, GRACE, Event
 from tests.unit.observe.fakes import World, conn, of, outbox
 from transport import messages as m
 
@@ -371,8 +372,8 @@ def test_detail_shows_filters_and_drop_counters() -> None:
     )
     obs = world.table.observers["o1"]
     world.table.fire(obs, event(depth=8))
-    detail = world.table.detail("o1")
-    assert detail is not None
-    assert detail["dropped"] == {"LOOP_GUARD": 1}
-    assert detail["source"]["filters"] == {"input.n": {"$gte": 2}}
-    assert world.table.detail("nope") is None
+    shown = detail(world.table, "o1")
+    assert shown is not None
+    assert shown["dropped"] == {"LOOP_GUARD": 1}
+    assert shown["source"]["filters"] == {"input.n": {"$gte": 2}}
+    assert detail(world.table, "nope") is None
