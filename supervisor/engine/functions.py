@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from supervisor.engine.descriptor import DEFAULT_DESCRIPTOR, ObserveDescriptor
+
 if TYPE_CHECKING:
     from supervisor.engine.connection import Connection
 
@@ -28,6 +30,7 @@ class FunctionEntry:
     metadata: Any = None
     builtin: Callable[..., Any] | None = None
     component: str | None = None  # worker_name shown for built-ins
+    observe: ObserveDescriptor = DEFAULT_DESCRIPTOR  # registerfunction.observe (descriptor.py)
     _turn: int = 0
 
     @property

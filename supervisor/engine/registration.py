@@ -16,6 +16,7 @@ import structlog
 
 from supervisor.engine.acks import acknowledge
 from supervisor.engine.connection import Connection
+from supervisor.engine.descriptor import read_descriptor
 from supervisor.engine.errors import DEFAULT, INVALID_NAMESPACE_MSG, InvocationFailed, blank, error
 from supervisor.engine.features import OBSERVE_V1, declared_features
 from supervisor.engine.functions import FunctionEntry
@@ -196,6 +197,11 @@ class Registrar:
             return
         if current is not None:
             functions.remove(current)
+        observe, warnings = read_descriptor(msg.observe)
+        for warning in warnings:
+            log.warning(
+                "registerfunction: " + warning, function_id=msg.id, worker_id=conn.worker_id
+            )
         entry = FunctionEntry(
             function_id=msg.id,
             namespace=ns,
@@ -204,6 +210,7 @@ class Registrar:
             request_format=msg.request_format,
             response_format=msg.response_format,
             metadata=msg.metadata,
+            observe=observe,
         )
         functions.put(entry)
         conn.functions.add(key)
