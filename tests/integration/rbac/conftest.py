@@ -85,6 +85,7 @@ def rbac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rbac]:
                         "expose_functions": [
                             'match("test::ew::public::*")',
                             'match("engine::functions::info")',
+                            'match("engine::register_trigger")',
                         ]
                     },
                 },
