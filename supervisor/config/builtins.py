@@ -15,6 +15,7 @@ from manifests.blocks import (
     configuration,
     cron,
     http,
+    http_functions,
     observability,
     pubsub,
     queue,
@@ -131,6 +132,13 @@ BUILTINS: tuple[Builtin, ...] = (
         in_configuration=True,
     ),
     Builtin(
+        "iii-http-functions",
+        actor="actors.http_functions",
+        manifest="iii-http-functions",
+        block=http_functions.HttpFunctionsBlock,
+        defaults=http_functions.DEFAULTS,
+    ),
+    Builtin(
         "configuration",
         actor="actors.configuration",
         manifest="configuration",
@@ -159,7 +167,6 @@ BUILTINS: tuple[Builtin, ...] = (
 
 # Upstream built-ins we do not run yet: such entries load with a warning, so upstream files load.
 NOT_IMPLEMENTED: tuple[UpstreamWorker, ...] = (
-    UpstreamWorker("iii-http-functions"),
     UpstreamWorker("iii-exec"),
     UpstreamWorker("iii-bridge"),
     UpstreamWorker("iii-telemetry"),

@@ -2,6 +2,8 @@
 
 An entry holds a *set* of owning connections and a picking rule (round robin over the owners
 that are not draining): one owner today, replicas later. Built-ins have no owner and a handler.
+An HTTP-invoked function (external.py) has both: the connection that registered it owns it (its
+lease, its lifetime) and the engine runs it (the handler calls iii-http-functions).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ class FunctionEntry:
         """The owner the next call goes to: round robin, skipping draining owners."""
         owners = self.owners
         if len(owners) <= 1:
-            return owners[0] if owners else None
+            return owners[0] if owners and self.builtin is None else None
         for _ in range(len(owners)):
             self._turn = (self._turn + 1) % len(owners)
             conn = owners[self._turn]

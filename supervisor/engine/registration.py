@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import attrs
 import structlog
 
+from manifests.blocks.http_functions import REGISTER_FUNCTION_ID
 from supervisor.engine.acks import acknowledge
 from supervisor.engine.connection import Connection
 from supervisor.engine.descriptor import read_descriptor
 from supervisor.engine.errors import DEFAULT, INVALID_NAMESPACE_MSG, InvocationFailed, blank, error
+from supervisor.engine.external import ExternalFunctions
 from supervisor.engine.features import OBSERVE_V1, declared_features
 from supervisor.engine.functions import FunctionEntry
 from supervisor.engine.triggers import Binding, Provider
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from supervisor.engine.acks import ObserverDirectory
     from supervisor.engine.functions import FunctionTable
     from supervisor.engine.hooks import Hooks
+    from supervisor.engine.invocations import Outcome
     from supervisor.engine.triggers import TriggerTable
 
 log = structlog.get_logger(__name__)
@@ -63,6 +66,15 @@ class RegistrarHost(Protocol):
     def fire_event(self, type_id: str, payload: Any) -> None: ...
     def functions_changed(self) -> None: ...
     def cleanup(self, conn: Connection) -> None: ...
+    def internal_invoke(
+        self,
+        function_id: str,
+        data: Any,
+        *,
+        namespace: str = ...,
+        metadata: Any = ...,
+        on_done: Outcome | None = ...,
+    ) -> None: ...
 
 
 @attrs.frozen
@@ -86,6 +98,7 @@ class Registrar:
 
     def __init__(self, bus: RegistrarHost) -> None:
         self.bus = bus
+        self.external = ExternalFunctions(bus)  # registrations with an `invocation` (§10)
         self._apply: dict[type, Callable[[Connection, Any], None]] = {
             m.RegisterFunction: self.register_function,
             m.UnregisterFunction: self.unregister_function,
@@ -167,8 +180,10 @@ class Registrar:
         key = (ns, msg.id)
         functions = self.bus.functions
         current = functions.get(key)
-        if current is not None:
-            holder = current.owner
+        external = self.external
+        claimant = external.claimant(key)  # an HTTP-invoked registration being validated
+        if current is not None or claimant is not None:
+            holder = claimant or (current.owner if current is not None else None)
             if holder is not None and holder is not conn:
                 if self.bus.live(holder):
                     conn.send(
@@ -188,12 +203,11 @@ class Registrar:
                     )
                     return
                 holder.functions.discard(key)
-                self.bus.observer_directory.function_removed(current, holder)
+                if current is not None:
+                    self.bus.observer_directory.function_removed(current, holder)
+        external.withdraw(conn, key)
         if msg.invocation is not None:
-            log.warning(
-                "HTTP-invoked function dropped: iii-http-functions is not available yet",
-                function_id=msg.id,
-            )
+            external.register(conn, msg, key)
             return
         if current is not None:
             functions.remove(current)
@@ -216,9 +230,13 @@ class Registrar:
         conn.functions.add(key)
         self.bus.functions_changed()
         acknowledge(self.bus.observer_directory, conn, entry, msg.id)
+        if msg.id == REGISTER_FUNCTION_ID and ns == DEFAULT:
+            external.actor_up()
 
     def unregister_function(self, conn: Connection, msg: m.UnregisterFunction) -> None:
-        entry = self.bus.functions.get((conn.ns, msg.id))
+        key = (conn.ns, msg.id)
+        self.external.withdraw(conn, key)
+        entry = self.bus.functions.get(key)
         if entry is not None and conn in entry.owners:
             self._drop_owner(conn, entry)
 

@@ -65,6 +65,10 @@ async def run_engine(
         tracing=tracing,
         metrics=metrics,
     )
+    # HTTP-invoked registrations wait for an actor that config.yaml says will come (§10.1).
+    bus.registrar.external.expected = any(
+        w.name.split("#", 1)[0] == "iii-http-functions" for w in cfg.workers
+    )
     edge = BusEdge(bus)
     listeners = [Listener(edge, lc) for lc in cfg.listeners]
     try:

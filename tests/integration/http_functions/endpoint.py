@@ -1,0 +1,149 @@
+"""A real local HTTP endpoint for HTTP-invoked functions: a threaded ``http.server`` that checks
+the auth of every request itself (bearer token, API key, and the HMAC signature recomputed from
+the raw body and ``x-iii-Timestamp`` with its own copy of the secret) and records what arrived.
+
+Paths: ``/echo`` (any auth), ``/bearer``, ``/apikey``, ``/hmac`` (refuse a wrong credential
+with 401 and an ``error`` body), ``/slow`` (answers after ``SLOW_SECONDS``), ``/text`` (a
+non-JSON 200), ``/empty`` (204), ``/error-json`` (422 with an ``error`` object), ``/error-bad``
+(400 whose ``error`` is a string), ``/error-plain`` (502, plain text), ``/redirect`` (302 to
+``/echo``), ``/eof`` (a JSON 200 without Content-Length, then close, as the SDK suite's probe).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Final
+
+import attrs
+
+SLOW_SECONDS: Final = 2.0
+TOKEN: Final = "tok-3f9a"
+API_KEY: Final = "key-77c1"
+SECRET: Final = "hmac-secret-5e2b"
+ENV: Final = {"HF_TOKEN": TOKEN, "HF_API_KEY": API_KEY, "HF_SECRET": SECRET}
+
+
+@attrs.define
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    verdict: str  # "ok" or why the endpoint refused the credential
+
+    def json(self) -> Any:
+        return json.loads(self.body) if self.body else None
+
+
+def expected_signature(secret: str, timestamp: str, body: bytes) -> str:
+    message = timestamp.encode() + b":" + base64.b64encode(body)
+    return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+
+
+class Endpoint:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self._lock = threading.Lock()
+        endpoint = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _any(self) -> None:
+                endpoint._serve(self)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str, host: str = "127.0.0.1") -> str:
+        return f"http://{host}:{self.port}{path}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def requests_to(self, path: str) -> list[Seen]:
+        with self._lock:
+            return [s for s in self.seen if s.path == path]
+
+    # -- handling ---------------------------------------------------------------------------
+
+    def _verdict(self, path: str, headers: dict[str, str], body: bytes) -> str:
+        if path == "/bearer" and headers.get("authorization") != f"Bearer {TOKEN}":
+            return f"bad bearer {headers.get('authorization')!r}"
+        if path == "/apikey" and headers.get("x-api-key") != API_KEY:
+            return f"bad api key {headers.get('x-api-key')!r}"
+        if path == "/hmac":
+            stamp = headers.get("x-iii-timestamp", "")
+            if not stamp.isdigit() or abs(time.time() - int(stamp)) > 60:
+                return f"bad timestamp {stamp!r}"
+            if headers.get("x-iii-signature") != expected_signature(SECRET, stamp, body):
+                return f"bad signature {headers.get('x-iii-signature')!r}"
+        return "ok"
+
+    def _serve(self, h: BaseHTTPRequestHandler) -> None:
+        length = int(h.headers.get("Content-Length") or 0)
+        body = h.rfile.read(length) if length else b""
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        path = h.path
+        verdict = self._verdict(path, headers, body)
+        with self._lock:
+            self.seen.append(Seen(h.command, path, headers, body, verdict))
+        if verdict != "ok":
+            self._reply(h, 401, {"error": {"code": "unauthorized", "message": verdict}})
+            return
+        payload = json.loads(body) if body else None
+        if path == "/slow":
+            time.sleep(SLOW_SECONDS)
+            self._reply(h, 200, {"late": True})
+        elif path == "/text":
+            self._reply(h, 200, b"hello, not json", "text/plain")
+        elif path == "/empty":
+            self._reply(h, 204, b"")
+        elif path == "/error-json":
+            self._reply(h, 422, {"error": {"code": "out_of_stock", "message": "No more widgets"}})
+        elif path == "/error-bad":
+            self._reply(h, 400, {"error": "just a string"})
+        elif path == "/error-plain":
+            self._reply(h, 502, b"upstream down", "text/plain")
+        elif path == "/redirect":
+            h.send_response(302)
+            h.send_header("Location", "/echo")
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+        elif path == "/eof":
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Connection", "close")
+            h.end_headers()
+            h.wfile.write(json.dumps({"eof": True, "got": payload}).encode())
+            h.close_connection = True
+        else:
+            self._reply(h, 200, {"got": payload, "method": h.command, "verified": path})
+
+    @staticmethod
+    def _reply(
+        h: BaseHTTPRequestHandler,
+        status: int,
+        body: Any,
+        content_type: str = "application/json",
+    ) -> None:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        h.send_response(status)
+        if raw:
+            h.send_header("Content-Type", content_type)
+        h.send_header("Content-Length", str(len(raw)))
+        h.end_headers()
+        h.wfile.write(raw)

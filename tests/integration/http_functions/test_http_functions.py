@@ -1,0 +1,341 @@
+"""HTTP-invoked functions end to end (PROTOCOL.md §10, WORKERS.md §4): a real ``iii-supervisor
+up`` running the ``iii-http-functions`` actor with the SDK suite's security settings (allowlist
+``localhost``/``127.0.0.1``, private IPs and plain http allowed), official SDK 0.23 workers
+registering ``HttpInvocationConfig`` functions and calling them, and a real local endpoint
+(tests/integration/http_functions/endpoint.py) that checks the bearer token, the API key and the
+HMAC signature itself."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from iii import InvocationError
+from iii_helpers.http import HttpAuthApiKey, HttpAuthBearer, HttpAuthHmac, HttpInvocationConfig
+from websockets.sync.client import connect
+
+from tests.integration.http_functions.endpoint import ENV, SLOW_SECONDS, Endpoint
+from tests.support import EngineProcess, WorkerProcess, sdk_client, wait_for
+
+SECURITY = {
+    "url_allowlist": ["localhost", "127.0.0.1"],
+    "block_private_ips": False,
+    "require_https": False,
+}
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[Endpoint]:
+    ep = Endpoint()
+    yield ep
+    ep.close()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    config = {"workers": [{"name": "iii-http-functions", "config": {"security": SECURITY}}]}
+    eng = EngineProcess(config, tmp_path_factory.mktemp("httpfn"), env=ENV).start()
+    try:
+        yield eng
+    finally:
+        eng.stop()
+
+
+@pytest.fixture(scope="module")
+def owner(engine: EngineProcess) -> Iterator[Any]:
+    """The worker that registers the external functions."""
+    c = sdk_client(engine.url, "ext-owner")
+    yield c
+    c.shutdown()
+
+
+@pytest.fixture(scope="module")
+def caller(engine: EngineProcess) -> Iterator[Any]:
+    """Another worker, which calls them."""
+    c = sdk_client(engine.url, "ext-caller")
+    yield c
+    c.shutdown()
+
+
+def listed(client: Any) -> dict[str, dict[str, Any]]:
+    result = client.trigger({"function_id": "engine::functions::list", "payload": {}})
+    return {f["function_id"]: f for f in result["functions"]}
+
+
+def fresh(name: str) -> str:
+    return f"ext::{name}-{uuid.uuid4().hex[:8]}"
+
+
+def register(owner: Any, caller: Any, name: str, url: str, **config: Any) -> tuple[str, Any]:
+    """Register an external function and wait until the engine lists it."""
+    function_id = fresh(name)
+    ref = owner.register_function(function_id, HttpInvocationConfig(url=url, **config))
+    wait_for(lambda: function_id in listed(caller), 15.0)
+    return function_id, ref
+
+
+def call(client: Any, function_id: str, payload: Any, timeout_ms: int = 10_000) -> Any:
+    return client.trigger(
+        {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms}
+    )
+
+
+def failure(client: Any, function_id: str, payload: Any = None) -> InvocationError:
+    with pytest.raises(InvocationError) as info:
+        call(client, function_id, payload if payload is not None else {"x": 1})
+    return info.value
+
+
+def refused_in_log(engine: EngineProcess, function_id: str) -> dict[str, Any]:
+    """The engine's log line for a dropped registration (registration failures are silent)."""
+
+    def find() -> dict[str, Any] | None:
+        for line in engine.log_text().splitlines():
+            if function_id in line and "not registered" in line:
+                return dict(json.loads(line[line.index("{") :]))
+        return None
+
+    found: dict[str, Any] = wait_for(find, 15.0)
+    return found
+
+
+# -- the acceptance points ------------------------------------------------------------------------
+
+
+def test_a_local_endpoint_registered_as_a_function_is_callable_from_an_sdk_worker(
+    endpoint: Endpoint, owner: Any, caller: Any
+) -> None:
+    function_id, _ = register(
+        owner, caller, "echo", endpoint.url("/echo"), headers={"x-team": "billing"}
+    )
+    row = listed(caller)[function_id]
+    assert row["worker_name"] == "ext-owner"  # owned by the worker that registered it
+
+    result = call(caller, function_id, {"order": 42, "items": ["a", "b"]})
+
+    assert result["method"] == "POST"
+    assert {"order": 42, "items": ["a", "b"]}.items() <= result["got"].items()
+    assert isinstance(result["got"]["_caller_worker_id"], str)  # the caller's id, as upstream
+    seen = endpoint.requests_to("/echo")[-1]
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.headers["x-iii-function-path"] == function_id
+    assert uuid.UUID(seen.headers["x-iii-invocation-id"])
+    assert abs(int(seen.headers["x-iii-timestamp"]) - time.time()) < 30
+    assert seen.headers["x-team"] == "billing"
+    assert seen.headers["content-length"] == str(len(seen.body))
+    assert "transfer-encoding" not in seen.headers and "expect" not in seen.headers
+
+
+def test_the_hmac_signature_is_verified_by_the_endpoint(
+    endpoint: Endpoint, owner: Any, caller: Any
+) -> None:
+    signed, _ = register(
+        owner, caller, "signed", endpoint.url("/hmac"), auth=HttpAuthHmac(secret_key="HF_SECRET")
+    )
+    result = call(caller, signed, {"amount": 1250, "note": "ünïcode"})
+    assert result["verified"] == "/hmac"
+    assert endpoint.requests_to("/hmac")[-1].verdict == "ok"
+
+    unsigned, _ = register(owner, caller, "unsigned", endpoint.url("/hmac"))
+    err = failure(caller, unsigned)
+    assert err.code == "unauthorized"  # the endpoint's own error body, surfaced
+    assert "bad signature" in err.message
+
+
+def test_a_url_outside_the_allowlist_is_refused_with_url_validation_failed(
+    engine: EngineProcess, owner: Any, caller: Any
+) -> None:
+    function_id = fresh("outside")
+    owner.register_function(function_id, HttpInvocationConfig(url="http://example.com/hook"))
+
+    line = refused_in_log(engine, function_id)
+    assert line["code"] == "url_validation_failed"
+    assert line["reason"].startswith("URL not in allowlist")
+    assert "example.com" in line["reason"]
+    assert function_id not in listed(caller)
+    assert failure(caller, function_id).code == "function_not_found"
+
+
+def test_a_slow_endpoint_times_out_with_http_request_failed(
+    endpoint: Endpoint, owner: Any, caller: Any
+) -> None:
+    function_id, _ = register(owner, caller, "slow", endpoint.url("/slow"), timeout_ms=300)
+    started = time.monotonic()
+    err = failure(caller, function_id)
+    elapsed = time.monotonic() - started
+    assert err.code == "http_request_failed"
+    assert "timed out after 300 ms" in err.message
+    assert elapsed < SLOW_SECONDS  # cut at the timeout, not at the endpoint's answer
+
+
+# -- auth ---------------------------------------------------------------------------------------
+
+
+def test_bearer_and_api_key_credentials_come_from_the_engine_environment(
+    endpoint: Endpoint, owner: Any, caller: Any
+) -> None:
+    bearer, _ = register(
+        owner, caller, "bearer", endpoint.url("/bearer"), auth=HttpAuthBearer(token_key="HF_TOKEN")
+    )
+    keyed, _ = register(
+        owner,
+        caller,
+        "apikey",
+        endpoint.url("/apikey"),
+        auth=HttpAuthApiKey(header="X-Api-Key", value_key="HF_API_KEY"),
+    )
+    assert call(caller, bearer, {"a": 1})["verified"] == "/bearer"
+    assert call(caller, keyed, {"a": 1})["verified"] == "/apikey"
+    assert endpoint.requests_to("/bearer")[-1].verdict == "ok"
+    assert endpoint.requests_to("/apikey")[-1].verdict == "ok"
+
+
+def test_an_auth_variable_missing_from_the_engine_environment_drops_the_registration(
+    engine: EngineProcess, endpoint: Endpoint, owner: Any, caller: Any
+) -> None:
+    function_id = fresh("nokey")
+    owner.register_function(
+        function_id,
+        HttpInvocationConfig(
+            url=endpoint.url("/bearer"), auth=HttpAuthBearer(token_key="HF_NOT_SET")
+        ),
+    )
+    line = refused_in_log(engine, function_id)
+    assert "HF_NOT_SET" in line["reason"] and "not set" in line["reason"]
+    assert function_id not in listed(caller)
+
+
+# -- response mapping ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "code", "message"),
+    [
+        ("/text", "invalid_response", "Failed to parse response body as JSON"),
+        ("/error-json", "out_of_stock", "No more widgets"),
+        ("/error-bad", "http_error", "HTTP request failed"),
+        ("/error-plain", "http_error", "HTTP 502 Bad Gateway"),
+    ],
+)
+def test_error_replies_map_to_their_codes(
+    endpoint: Endpoint, owner: Any, caller: Any, path: str, code: str, message: str
+) -> None:
+    function_id, _ = register(owner, caller, "mapped", endpoint.url(path))
+    err = failure(caller, function_id)
+    assert err.code == code
+    assert err.message.startswith(message)
+
+
+def test_empty_redirect_and_read_to_eof_replies_are_successes(
+    endpoint: Endpoint, owner: Any, caller: Any
+) -> None:
+    empty, _ = register(owner, caller, "empty", endpoint.url("/empty"))
+    assert call(caller, empty, {"a": 1}) is None
+
+    before = len(endpoint.requests_to("/echo"))
+    moved, _ = register(owner, caller, "moved", endpoint.url("/redirect"))
+    assert call(caller, moved, {"a": 1}) is None  # 3xx: not followed, no JSON body → null
+    assert len(endpoint.requests_to("/echo")) == before
+
+    eof, _ = register(owner, caller, "eof", endpoint.url("/eof", host="localhost"))
+    for n in range(3):  # no reuse of a connection the endpoint closed
+        assert call(caller, eof, {"n": n})["got"]["n"] == n
+
+
+def test_every_method_sends_the_json_body(endpoint: Endpoint, owner: Any, caller: Any) -> None:
+    for method in ("GET", "PUT", "PATCH", "DELETE"):
+        function_id, _ = register(
+            owner, caller, method.lower(), endpoint.url("/echo"), method=method
+        )
+        result = call(caller, function_id, {"m": method})
+        assert result["method"] == method
+        assert result["got"]["m"] == method
+
+
+def test_an_unreachable_endpoint_fails_with_http_request_failed(owner: Any, caller: Any) -> None:
+    function_id, _ = register(owner, caller, "down", "http://127.0.0.1:9/nothing-listens")
+    err = failure(caller, function_id)
+    assert err.code == "http_request_failed"
+    assert "127.0.0.1:9" in err.message
+
+
+# -- lifetime -------------------------------------------------------------------------------------
+
+
+def test_unregistering_removes_the_function(endpoint: Endpoint, owner: Any, caller: Any) -> None:
+    function_id, ref = register(owner, caller, "gone", endpoint.url("/echo"))
+    ref.unregister()
+    wait_for(lambda: function_id not in listed(caller), 10.0)
+    assert failure(caller, function_id).code == "function_not_found"
+
+
+OWNER_SCRIPT = """
+import os, time
+from iii import InitOptions, register_worker
+from iii_helpers.http import HttpInvocationConfig
+
+w = register_worker(os.environ["III_URL"], InitOptions(worker_name="ext-short", otel={"enabled": False}))
+w.register_function(os.environ["FUNCTION"], HttpInvocationConfig(url=os.environ["TARGET"]))
+while True:
+    time.sleep(1)
+"""
+
+
+def test_the_registering_workers_departure_removes_the_function_and_another_may_take_it(
+    engine: EngineProcess, endpoint: Endpoint, owner: Any, caller: Any, tmp_path: Path
+) -> None:
+    function_id = fresh("owned")
+    worker = WorkerProcess(
+        OWNER_SCRIPT, tmp_path, engine.url, FUNCTION=function_id, TARGET=endpoint.url("/echo")
+    )
+    try:
+        wait_for(lambda: function_id in listed(caller), 15.0)
+        # The id is leased to its owner: another worker's registration is refused.
+        owner.register_function(function_id, HttpInvocationConfig(url=endpoint.url("/empty")))
+        assert call(caller, function_id, {"a": 1})["verified"] == "/echo"
+    finally:
+        worker.stop()
+    wait_for(lambda: function_id not in listed(caller), 10.0)
+
+
+def test_a_malformed_invocation_is_dropped_and_the_connection_keeps_serving(
+    engine: EngineProcess, caller: Any
+) -> None:
+    bad = {
+        "not-an-object": "http://127.0.0.1/x",
+        "no-url": {"method": "POST"},
+        "bad-method": {"url": "http://127.0.0.1/x", "method": "TRACE"},
+        "bad-timeout": {"url": "http://127.0.0.1/x", "timeout_ms": "soon"},
+        "bad-headers": {"url": "http://127.0.0.1/x", "headers": {"x-a": 1}},
+        "bad-auth": {"url": "http://127.0.0.1/x", "auth": {"type": "basic"}},
+    }
+    ids = {name: fresh(name) for name in bad}
+    with connect(engine.url, max_size=None) as ws:
+        assert json.loads(ws.recv(timeout=5))["type"] == "workerregistered"
+        for name, invocation in bad.items():
+            ws.send(
+                json.dumps({"type": "registerfunction", "id": ids[name], "invocation": invocation})
+            )
+        reasons = {name: refused_in_log(engine, ids[name])["reason"] for name in bad}
+        ws.send(json.dumps({"type": "ping"}))
+        assert json.loads(ws.recv(timeout=5)) == {"type": "pong"}
+    assert "`invocation`: expected an object" in reasons["not-an-object"]
+    assert "`invocation.url` is required" in reasons["no-url"]
+    assert "unsupported method 'TRACE'" in reasons["bad-method"]
+    assert "`invocation.timeout_ms`" in reasons["bad-timeout"]
+    assert "`invocation.headers.x-a`" in reasons["bad-headers"]
+    assert "unknown auth type 'basic'" in reasons["bad-auth"]
+    assert not set(ids.values()) & set(listed(caller))
+
+
+def test_workers_cannot_call_the_actors_functions_directly(caller: Any) -> None:
+    payload = {"function_id": "x", "invocation": {"url": "http://127.0.0.1:9/"}, "data": {}}
+    for function_id in ("iii-http-functions::invoke", "iii-http-functions::register"):
+        err = failure(caller, function_id, payload)
+        assert err.code == "FORBIDDEN"
+    assert "iii-http-functions::invoke" not in listed(caller)  # internal: hidden by default
