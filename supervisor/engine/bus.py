@@ -34,6 +34,7 @@ from supervisor.engine.functions import FunctionEntry, FunctionTable
 from supervisor.engine.hooks import Hooks
 from supervisor.engine.invocations import InvocationTable, Outcome, Pending
 from supervisor.engine.metrics import CallMetrics
+from supervisor.engine.observe.envelope import observe_fields
 from supervisor.engine.registration import Registrar
 from supervisor.engine.triggers import Binding, Provider, TriggerTable
 from supervisor.engine.views import BusEvent, WorkerView
@@ -82,6 +83,7 @@ class Bus:
             self.hooks.add(self.metrics)
         self.tracing: Any = None  # the span hook (tracing.py), installed by runner.build_bus
         self.observer_directory: ObserverDirectory = NoObservers()  # acks.py: the seam
+        self.timers: list[Any] = []  # tables with tick(now) / next_wakeup() (observe/table.py)
         self.registrar = Registrar(self)
         # Set by the edge: run an async function in its nursery; be told to flush "changed"
         # events; be told an earlier wake-up is due.
@@ -189,6 +191,7 @@ class Bus:
     def next_wakeup(self) -> float | None:
         """The earliest time ``tick`` has work: a deadline, a grace, a functions event."""
         times = [t for t in (self.table.next_deadline(), self._functions_due) if t is not None]
+        times += [t for t in (timer.next_wakeup() for timer in self.timers) if t is not None]
         while self._awaiting_namespace:
             head = self._awaiting_namespace[0]
             if head.namespace is None and not head.closing and head.grace_until is not None:
@@ -202,6 +205,8 @@ class Bus:
         self.expire(now)
         self.pin_overdue(now)
         self.publish_functions(now)
+        for timer in self.timers:
+            timer.tick(now)
         return self.next_wakeup()
 
     def expire(self, now: float) -> int:
@@ -209,14 +214,8 @@ class Bus:
         expired = self.table.expired(now)
         ms = int((self.invocation_deadline or 0) * 1000)
         for pending in expired:
-            self.finish(
-                pending,
-                None,
-                error(
-                    "invocation_timeout",
-                    f"Invocation of {pending.function_id} exceeded the engine deadline of {ms} ms",
-                ),
-            )
+            text = f"Invocation of {pending.function_id} exceeded the engine deadline of {ms} ms"
+            self.finish(pending, None, error("invocation_timeout", text))
         return len(expired)
 
     def pin_overdue(self, now: float) -> int:
@@ -268,6 +267,9 @@ class Bus:
         self.fire_event("engine::workers-available", worker_event("worker_connected", conn))
         self.emit("connected", conn)
         log.debug("worker connected", worker_id=conn.worker_id, kind=conn.kind, peer=conn.peer)
+
+    def route(self, cls: type, fn: Callable[[Connection, Any], None]) -> None:
+        self._handlers[cls] = fn
 
     def handle(self, conn: Connection, msg: Any) -> None:
         handler = self._handlers.get(type(msg))
@@ -421,6 +423,7 @@ class Bus:
             metadata=msg.metadata,
             traceparent=msg.traceparent,
             baggage=msg.baggage,
+            wire=msg,
         )
 
     def reply(
@@ -478,6 +481,7 @@ class Bus:
         traceparent: str | None = None,
         baggage: str | None = None,
         on_done: Outcome | None = None,
+        wire: m.InvokeFunction | None = None,
     ) -> None:
         inv_id = downstream_id
         if inv_id is None or inv_id in self.table:
@@ -497,6 +501,8 @@ class Bus:
             on_done,
             traceparent,
             baggage,
+            origin=caller,
+            wire=wire,
         )
         self.table.add(pending)
         if deadline is not None and self.on_wakeup is not None:
@@ -524,6 +530,7 @@ class Bus:
                 metadata,
                 pending.traceparent,
                 pending.baggage,
+                *observe_fields(pending, callee),
             ),
             batch=len(callee.calls_in) > 1,  # a busy callee gets its calls in one write
         )

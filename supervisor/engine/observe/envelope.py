@@ -13,6 +13,7 @@ from transport import messages as m
 
 if TYPE_CHECKING:
     from supervisor.engine.connection import Connection
+    from supervisor.engine.invocations import Pending
 
 ENGINE_CALLER = "iii-engine"
 _CALLER_KEYS = ("worker_id", "worker_name", "function_id", "invocation_id")
@@ -50,6 +51,36 @@ def stamp_caller(origin: Connection | None, asserted: Any) -> dict[str, Any]:
             if kept:
                 out["parent"] = kept
     return out
+
+
+def caller_of(pending: Pending) -> dict[str, Any]:
+    """The stamped caller of a call, built once: an activation's (engine-made, no calling
+    connection) is the one its message carries; a routed call's is stamped (§7.3)."""
+    stamp = pending.stamp
+    if stamp is None:
+        wire = pending.wire
+        asserted = wire.caller if wire is not None else None
+        if pending.origin is None and isinstance(asserted, dict):
+            stamp = asserted
+        else:
+            stamp = stamp_caller(pending.origin, asserted)
+        pending.stamp = stamp
+    return stamp
+
+
+_NO_FIELDS: tuple[None, None, None] = (None, None, None)
+
+
+def observe_fields(pending: Pending, callee: Connection) -> tuple[Any, Any, Any]:
+    """``caller``, ``observe_depth``, ``activation`` of the E→W ``invokefunction``: only for
+    observe-capable callees (§2.3 rule 4), depth forwarded unchanged and left out when 0."""
+    if "observe.v1" not in callee.features:
+        return _NO_FIELDS
+    wire = pending.wire
+    if wire is None:
+        return caller_of(pending), None, None
+    activation = wire.activation if pending.origin is None else None
+    return caller_of(pending), observe_depth(wire.observe_depth) or None, activation
 
 
 def error_dict(err: m.ErrorBody) -> dict[str, Any]:

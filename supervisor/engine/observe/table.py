@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from supervisor.engine.descriptor import DEFAULT_DESCRIPTOR, OWNER, ObserveDescriptor
 from supervisor.engine.observe.argsformat import check_args
 from supervisor.engine.observe.envelope import (
     ENGINE_CALLER,
@@ -83,7 +84,7 @@ class ObserverTable:
         self.by_conn: dict[str, dict[str, Observer]] = {}
         self.revisions: dict[Key, int] = {}
         self.owner_ready: dict[Key, Connection] = {}  # got this function's functionregistered
-        self.descriptors: dict[Key, Any] = {}  # registerfunction.observe of the current owner
+        self.descriptors: dict[Key, ObserveDescriptor] = {}  # of the current registration
         self.watched: dict[Key, list[Observer]] = {}
         self.tombstones: dict[str, Tombstone] = {}
         self._timers: list[tuple[float, int, str, str]] = []
@@ -236,7 +237,7 @@ class ObserverTable:
 
     def _owner_delivered(self, key: Key) -> bool:
         desc = self.descriptors.get(key)
-        return isinstance(desc, dict) and desc.get("delivery") == "owner"
+        return desc is not None and desc.delivery == OWNER
 
     def finish(
         self,
@@ -281,14 +282,13 @@ class ObserverTable:
 
     def _check_source(self, obs: Observer) -> m.ErrorBody | None:
         """Stage B (§5.2 step 7): against the source's observe descriptor."""
-        desc = self.descriptors.get(obs.spec.source)
-        desc = desc if isinstance(desc, dict) else {}
+        desc = self.descriptors.get(obs.spec.source, DEFAULT_DESCRIPTOR)
         fid = obs.spec.source[1]
-        if desc.get("allow") is False:
+        if not desc.allow:
             return _body("NOT_OBSERVABLE", f"{fid} does not allow observers")
-        if desc.get("delivery") == "owner":
-            if "args_format" in desc and desc["args_format"] is not None:
-                problem = check_args(desc["args_format"], obs.spec.args)
+        if desc.delivery == OWNER:
+            if desc.args_format is not None:
+                problem = check_args(desc.args_format, obs.spec.args)
                 if problem is not None:
                     return _body("INVALID_ARGS", problem)
             return None
@@ -336,7 +336,7 @@ class ObserverTable:
         every state it moves, and what the ``functionregistered`` to an observe-capable
         owner lists (the current revision and the attached observers, §4.3, §4.4)."""
         key = entry.key
-        self.descriptors[key] = getattr(entry, "observe", None)
+        self.descriptors[key] = entry.observe
         self.owner_ready.pop(key, None)
         sources = list(self.by_source.get(key, {}).values())
         for obs in sources:

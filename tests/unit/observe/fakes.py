@@ -9,6 +9,7 @@ from typing import Any
 import attrs
 
 from supervisor.engine.connection import Connection
+from supervisor.engine.descriptor import read_descriptor
 from supervisor.engine.functions import FunctionEntry
 from supervisor.engine.observe.records import Job, Outcome
 from supervisor.engine.observe.table import ObserverTable
@@ -54,13 +55,6 @@ def fake_compile(raw: object) -> FakeFilter:
         if not isinstance(ops, dict):
             raise FakeFilterError(f"{path}: literal values need an operator such as $eq")
     return FakeFilter(raw)
-
-
-@attrs.define(eq=False, slots=True)
-class Entry(FunctionEntry):
-    """A function entry with the registration's ``observe`` descriptor."""
-
-    observe: Any = None
 
 
 @attrs.define
@@ -124,10 +118,10 @@ class World:
         )
 
     def register(self, owner: Connection | None, fid: str, observe: Any = None) -> FunctionEntry:
-        entry = Entry(function_id=fid, namespace=owner.ns if owner else "default")
+        entry = FunctionEntry(function_id=fid, namespace=owner.ns if owner else "default")
         if owner is not None:
             entry.owners.append(owner)
-        entry.observe = observe
+        entry.observe = read_descriptor(observe)[0]
         self.host.functions[entry.key] = entry
         self.last_registered = self.table.function_stored(entry, owner, self.host.t)
         return entry
