@@ -55,6 +55,7 @@ from storage.queue_broker import (
     QueueNotFoundError,
     QueueSpec,
 )
+from storage.queue_confirms import ConfirmTracker
 from storage.queue_core import QueueCounts, retry_delay_ms
 
 __all__ = ["OP_TIMEOUT", "RabbitBroker", "names_of", "open_rabbitmq_broker"]
@@ -101,14 +102,29 @@ class _Stale(Exception):
     """A delivery of a connection or channel that is gone: nothing to settle."""
 
 
+@attrs.frozen
+class _Publish:
+    exchange: str
+    routing_key: str
+    body: bytes
+    properties: Any
+    prepare: Callable[[], None] | None = None  # run in the thread first (a declaration)
+
+
 @attrs.define(eq=False)
 class _Op:
-    run: Callable[[], Any]
-    done: trio.Event
+    """Work for the connection thread. ``run`` is called there and answered at once; a
+    ``publish`` is sent and answered (``result``: routed or not) at the broker's confirm.
+    ``done`` is ``None`` for work nobody waits for (acks) and for the thread's own waits."""
+
+    run: Callable[[], Any] | None
+    done: trio.Event | None
     deadline: float
     replay: bool  # sent again after a reconnect (publishes, declarations)
+    publish: _Publish | None = None
     result: Any = None
     error: BaseException | None = None
+    finished: bool = False
 
 
 @attrs.define(eq=False)
@@ -149,7 +165,12 @@ class RabbitBroker:
         self._declared_exchanges: set[str] = set()
         self._stopping = threading.Event()
         self._conn: pika.BlockingConnection | None = None
-        self._publisher: Channel | None = None
+        self._admin: Channel | None = None  # declarations and counts (blocking channel)
+        self._publisher: Any = None  # pika.channel.Channel in confirm mode: every publish
+        self._confirms: ConfirmTracker[_Op] = ConfirmTracker()
+        self._inbox: list[Delivery] = []  # deliveries, handed to trio in one go
+        self._answered: list[_Op] = []  # finished operations, likewise
+        self._wake_pending = False
         self._consumers: dict[str, Channel] = {}
         self._generation = 0
         self.connected = threading.Event()
@@ -210,9 +231,8 @@ class RabbitBroker:
         self._conn = conn
         self._generation += 1
         self._declared_exchanges.clear()
-        publisher = conn.channel()
-        publisher.confirm_delivery()
-        self._publisher = publisher
+        self._admin = conn.channel()
+        self._publisher = self._open_publisher(conn)
         for spec in list(self._specs.values()):
             self._declare_sync(spec)
             if spec.name in self._consumed:
@@ -221,20 +241,66 @@ class RabbitBroker:
         self.settled.set()
         log.info("rabbitmq connected", url=_safe_url(self.url), queues=len(self._specs))
 
+    def _open_publisher(self, conn: pika.BlockingConnection) -> Any:
+        """A channel in confirm mode whose publishes are not waited for one by one: the
+        asynchronous channel under a blocking one (pika's ``BlockingChannel`` would wait for
+        each confirm before sending the next publish). Its frames are handled by this thread's
+        ``process_data_events`` like every other."""
+        channel = conn.channel()._impl
+        tracker: ConfirmTracker[_Op] = ConfirmTracker()
+        ready: list[bool] = []
+        channel.confirm_delivery(
+            ack_nack_callback=lambda frame: self._on_confirm(tracker, frame),
+            callback=lambda _frame: ready.append(True),
+        )
+        channel.add_on_return_callback(
+            lambda _ch, method, props, _body: tracker.returned(props.message_id, method.routing_key)
+        )
+        deadline = time.monotonic() + OP_TIMEOUT
+        while not ready:
+            if time.monotonic() > deadline:
+                raise pika.exceptions.AMQPConnectionError("confirm mode was not acknowledged")
+            conn.process_data_events(time_limit=0.5)
+        self._confirms = tracker
+        return channel
+
+    def _on_confirm(self, tracker: ConfirmTracker[_Op], frame: Any) -> None:
+        method = frame.method
+        acked = isinstance(method, pika.spec.Basic.Ack)
+        waited_here = False
+        for op, routed in tracker.confirmed(method.delivery_tag, method.multiple):
+            if acked:
+                op.result = routed
+            else:
+                op.error = StorageUnavailableError("rabbitmq refused the message (nack)")
+            waited_here = waited_here or op.done is None
+            self._finish(op)
+        self._flush()
+        if waited_here and self._conn is not None:
+            self._conn.call_later(0, _noop)  # return from process_data_events: it is done
+
     def _serve(self) -> None:
         conn = self._conn
         assert conn is not None
         while not self._stopping.is_set():
-            conn.process_data_events(time_limit=0.5)
             self._run_ops()
+            self._flush()
+            if not self._publisher.is_open:
+                raise pika.exceptions.ChannelWrongStateError("the publishing channel closed")
+            conn.process_data_events(time_limit=0.5)
 
     def _run_ops(self) -> None:
+        self._wake_pending = False
         while True:
             try:
                 op = self._ops.get_nowait()
             except thread_queue.Empty:
                 return
             try:
+                if op.publish is not None:
+                    self._start_publish(op)
+                    continue  # answered at its confirm
+                assert op.run is not None
                 op.result = op.run()
             except _CONNECTION_ERRORS as exc:
                 if op.replay and time.monotonic() < op.deadline and not self._stopping.is_set():
@@ -248,10 +314,40 @@ class RabbitBroker:
             self._finish(op)
 
     def _finish(self, op: _Op) -> None:
+        op.finished = True
+        if op.done is not None:
+            self._answered.append(op)
+
+    def _flush(self) -> None:
+        """Hand trio what arrived and what finished since the last flush, in one callback."""
+        if not self._inbox and not self._answered:
+            return
+        inbox, answered = self._inbox, self._answered
+        self._inbox, self._answered = [], []
         try:
-            self._token.run_sync_soon(op.done.set)
-        except trio.RunFinishedError:  # trio is gone: nobody waits any more
+            self._token.run_sync_soon(self._arrive, inbox, answered)
+        except trio.RunFinishedError:  # stopping: unacked deliveries stay with the broker
             pass
+
+    def _arrive(self, inbox: list[Delivery], answered: list[_Op]) -> None:
+        """(trio) The deliveries and answers of one flush."""
+        for delivery in inbox:
+            self._send.send_nowait(delivery)
+        for op in answered:
+            assert op.done is not None
+            op.done.set()
+
+    def _requeue_front(self, ops: list[_Op]) -> None:
+        """Put ``ops`` back ahead of everything queued (publishes a lost channel never
+        confirmed: they are sent again, in their order, after the reconnect)."""
+        rest: list[_Op] = []
+        while True:
+            try:
+                rest.append(self._ops.get_nowait())
+            except thread_queue.Empty:
+                break
+        for op in [*ops, *rest]:
+            self._ops.put(op)
 
     def _fail_expired(self) -> None:
         kept: list[_Op] = []
@@ -268,21 +364,28 @@ class RabbitBroker:
                 kept.append(op)
         for op in kept:
             self._ops.put(op)
+        self._flush()
 
     def _fail_all(self, error: Exception) -> None:
         while True:
             try:
                 op = self._ops.get_nowait()
             except thread_queue.Empty:
-                return
+                break
             op.error = error
             self._finish(op)
+        self._flush()
 
     def _drop_connection(self) -> None:
         self.connected.clear()
         conn, self._conn = self._conn, None
-        self._publisher = None
+        self._admin = self._publisher = None
         self._consumers.clear()
+        # Unconfirmed publishes go again (or fail, per ``_fail_expired``); a wait of the
+        # thread's own (a DLQ scan) fails with its operation instead.
+        unconfirmed = [op for op in self._confirms.drain() if op.done is not None]
+        self._confirms = ConfirmTracker()
+        self._requeue_front(unconfirmed)
         if conn is not None:
             try:
                 if conn.is_open:
@@ -292,10 +395,18 @@ class RabbitBroker:
 
     # -- trio side ---------------------------------------------------------------------------
 
-    async def _call(self, run: Callable[[], Any], *, replay: bool = True) -> Any:
-        op = _Op(run, trio.Event(), time.monotonic() + OP_TIMEOUT, replay)
+    def _post(self, op: _Op) -> None:
         self._ops.put(op)
-        self._wake()
+        if not self._wake_pending:  # one wake-up per batch: the thread clears it, then drains
+            self._wake_pending = True
+            self._wake()
+
+    async def _call(
+        self, run: Callable[[], Any] | None, *, replay: bool = True, publish: _Publish | None = None
+    ) -> Any:
+        op = _Op(run, trio.Event(), time.monotonic() + OP_TIMEOUT, replay, publish)
+        assert op.done is not None
+        self._post(op)
         # Not shielded: a caller cancelled (the actor stopping) stops waiting; the thread still
         # finishes or fails the operation on its own.
         with trio.move_on_after(OP_TIMEOUT + 5):
@@ -330,7 +441,7 @@ class RabbitBroker:
         return args
 
     def _declare_sync(self, spec: QueueSpec) -> Names:
-        ch = self._publisher
+        ch = self._admin
         assert ch is not None
         names = names_of(spec)
         ch.exchange_declare(names.exchange, exchange_type=names.exchange_type, durable=True)
@@ -342,7 +453,7 @@ class RabbitBroker:
         return names
 
     def _declare_retry(self, names: Names, delay_ms: int) -> str:
-        ch = self._publisher
+        ch = self._admin
         assert ch is not None
         name = names.retry(delay_ms)
         args = {
@@ -398,10 +509,7 @@ class RabbitBroker:
             target=target,
             token=_Token(ch, method.delivery_tag, generation, headers, props, body),
         )
-        try:
-            self._token.run_sync_soon(self._send.send_nowait, delivery)
-        except trio.RunFinishedError:  # stopping: unacked, so the broker keeps it
-            pass
+        self._inbox.append(delivery)  # handed over at the next flush
 
     # -- publishing (thread) -----------------------------------------------------------------
 
@@ -414,19 +522,39 @@ class RabbitBroker:
             priority=priority,
         )
 
-    def _publish_sync(
-        self, exchange: str, routing_key: str, body: bytes, props: Any, *, mandatory: bool = True
-    ) -> bool:
+    def _start_publish(self, op: _Op) -> None:
+        """Send ``op``'s publish (mandatory, persistent); its confirm answers it."""
+        publish = op.publish
+        assert publish is not None
+        if publish.prepare is not None:
+            publish.prepare()
         ch = self._publisher
         if ch is None:
             raise pika.exceptions.AMQPConnectionError("not connected")
-        try:
-            ch.basic_publish(exchange, routing_key, body, props, mandatory=mandatory)
-        except pika.exceptions.UnroutableError:
-            return False
-        except pika.exceptions.NackError as exc:
-            raise StorageUnavailableError(f"rabbitmq refused the message: {exc}") from exc
-        return True
+        ch.basic_publish(
+            publish.exchange, publish.routing_key, publish.body, publish.properties, mandatory=True
+        )
+        self._confirms.sent(op, publish.properties.message_id, publish.routing_key)
+
+    def _publish_wait(self, exchange: str, routing_key: str, body: bytes, props: Any) -> bool:
+        """(thread) Publish and wait for the confirm here: whether it was routed."""
+        op = _Op(
+            None,
+            None,
+            time.monotonic() + OP_TIMEOUT,
+            False,
+            _Publish(exchange, routing_key, body, props),
+        )
+        self._start_publish(op)
+        conn = self._conn
+        assert conn is not None
+        while not op.finished:
+            if time.monotonic() > op.deadline:
+                raise StorageUnavailableError("rabbitmq did not confirm a publish in time")
+            conn.process_data_events(time_limit=0.5)
+        if op.error is not None:
+            raise op.error
+        return bool(op.result)
 
     def _priority(self, spec: QueueSpec, data: Any) -> int | None:
         if not spec.max_priority or not spec.priority_field or not isinstance(data, dict):
@@ -477,15 +605,12 @@ class RabbitBroker:
         if message.group is not None:
             headers["x-group"] = message.group
         props = self._properties(message.id, headers, self._priority(spec, message.data))
-        body = orjson.dumps(message.data)
-
-        def run() -> None:
-            if not self._publish_sync(names.exchange, names.queue, body, props):
-                self._declare_sync(spec)  # deleted behind our back: declare and send again
-                if not self._publish_sync(names.exchange, names.queue, body, props):
-                    raise StorageUnavailableError(f"rabbitmq could not route to {names.queue}")
-
-        await self._call(run)
+        publish = _Publish(names.exchange, names.queue, orjson.dumps(message.data), props)
+        if await self._call(None, publish=publish):
+            return
+        await self._call(lambda: self._declare_sync(spec))  # deleted behind our back: again
+        if not await self._call(None, publish=publish):
+            raise StorageUnavailableError(f"rabbitmq could not route to {names.queue}")
 
     async def publish(self, topic: str, message: Message) -> int:
         exchange = f"iii.{topic}.exchange"
@@ -495,26 +620,29 @@ class RabbitBroker:
             if v is not None
         }
         props = self._properties(message.id, {**headers, "x-attempt": 0}, None)
-        body = orjson.dumps(message.data)
 
-        def run() -> int:
-            ch = self._publisher
+        def prepare() -> None:
+            ch = self._admin
             assert ch is not None
             if exchange not in self._declared_exchanges:
                 ch.exchange_declare(exchange, exchange_type="fanout", durable=True)
                 self._declared_exchanges.add(exchange)
-            return -1 if self._publish_sync(exchange, "", body, props) else 0
 
-        result: int = await self._call(run)
-        return result
+        publish = _Publish(exchange, "", orjson.dumps(message.data), props, prepare)
+        return -1 if await self._call(None, publish=publish) else 0
 
     async def ack(self, delivery: Delivery) -> None:
+        """Sent without waiting: an ack has no reply, and one lost with its connection only
+        means the broker delivers the message again (at-least-once)."""
         token: _Token = delivery.token
+        self._post(_Op(lambda: self._ack_sync(token), None, math.inf, False))
 
-        def run() -> None:
-            self._settle_channel(token).basic_ack(token.tag)
-
-        await self._settle(run)
+    def _ack_sync(self, token: _Token) -> None:
+        try:
+            channel = self._settle_channel(token)
+            channel._impl.basic_ack(token.tag)  # written with the next batch of frames
+        except (_Stale, pika.exceptions.ChannelWrongStateError):
+            log.debug("delivery from a previous connection; the broker redelivers it")
 
     async def fail(self, delivery: Delivery, error: str) -> None:
         token: _Token = delivery.token
@@ -538,31 +666,31 @@ class RabbitBroker:
             headers=headers,
         )
 
-        def run() -> None:
-            ch = self._settle_channel(token)
+        def prepare() -> None:
+            self._settle_channel(token)
             if delay is not None and delay not in self._retry_delays.get(spec.name, set()):
                 self._declare_retry(names, delay)
                 self._retry_delays.setdefault(spec.name, set()).add(delay)
-            if not self._publish_sync("", target, token.body, props):
-                raise StorageUnavailableError(f"rabbitmq could not route to {target}")
-            ch.basic_ack(token.tag)  # only once the retry or DLQ copy is confirmed
 
         if delay is None:
             log.warning(
                 "job dead-lettered", queue=delivery.queue, message_id=delivery.id, error=error
             )
-        await self._settle(run)
+        try:
+            routed = await self._call(
+                None, replay=False, publish=_Publish("", target, token.body, props, prepare)
+            )
+        except _Stale:
+            log.debug("delivery from a previous connection; the broker redelivers it")
+            return
+        if not routed:
+            raise StorageUnavailableError(f"rabbitmq could not route to {target}")
+        await self.ack(delivery)  # only once the retry or DLQ copy is confirmed
 
     def _settle_channel(self, token: _Token) -> Channel:
         if token.generation != self._generation or not token.channel.is_open:
             raise _Stale()
         return token.channel
-
-    async def _settle(self, run: Callable[[], None]) -> None:
-        try:
-            await self._call(run, replay=False)
-        except _Stale:
-            log.debug("delivery from a previous connection; the broker redelivers it")
 
     # -- the DLQ (thread, on a channel of its own: closing it requeues what it held) ----------
 
@@ -592,7 +720,7 @@ class RabbitBroker:
                             content_type="application/json",
                             headers=headers,
                         )
-                        if not self._publish_sync("", names.queue, body, again):
+                        if not self._publish_wait("", names.queue, body, again):
                             raise StorageUnavailableError(f"could not route to {names.queue}")
                     ch.basic_ack(method.delivery_tag)
                     moved += 1
@@ -664,7 +792,7 @@ class RabbitBroker:
         names = names_of(spec)
 
         def run() -> QueueCounts:
-            ch = self._publisher
+            ch = self._admin
             assert ch is not None
             waiting = ch.queue_declare(names.queue, passive=True).method.message_count
             delayed = sum(
