@@ -13,7 +13,12 @@ so the figure (jobs/s) covers producing, brokering and consuming. Setups:
   that counts and writes a marker file at the last job.
 
 RabbitMQ runs use a vhost of their own, deleted afterwards. ``python -m tests.perf.bench_queue
-[N]`` (default 20,000); a system whose package or broker is missing is reported and skipped.
+[N] [ROUNDS]`` (default 20,000 jobs, 1 round; with more rounds every row runs once per round,
+interleaved, and the table gives medians). ``BENCH_QUEUE_BASELINE=<checkout>`` runs the iii rows
+a second time with that checkout's engine and actor (before/after in one run). A system whose
+package or broker is missing is reported and skipped. The table gives each row ÷ Celery and
+÷ Dramatiq and, per iii row, whether the targets (faster than Celery, within 1.5× of Dramatiq)
+are met.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import importlib
 import os
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,6 +44,10 @@ from typing import Any
 from tests.support import BIN, REPO, EngineProcess, port_open, sdk_client, wait_for
 
 JOBS = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+# Another checkout (an older revision) whose engine and actor run the same iii rows again, in
+# the same run, marked "[baseline]": before and after side by side.
+BASELINE = os.environ.get("BENCH_QUEUE_BASELINE")
 PRODUCERS = 8
 TIMEOUT = 600.0
 
@@ -64,11 +74,13 @@ def amqp(vh: str) -> str:
 # -- iii --------------------------------------------------------------------------------------
 
 
-def bench_iii(block: dict[str, Any], tmp: Path) -> float:
+def bench_iii(block: dict[str, Any], tmp: Path, tree: str | None = None) -> float:
     from iii import TriggerAction
 
     engine = EngineProcess({"workers": [{"name": "iii-queue", "config": block}]}, tmp)
     engine.env["III_LOG_LEVEL"] = "warning"
+    if tree is not None:  # the engine and its actors import that checkout's code
+        engine.env["PYTHONPATH"] = tree
     engine.start()
     client = sdk_client(engine.url, "bench-queue")
     try:
@@ -211,53 +223,95 @@ def bench_dramatiq(broker: str) -> float:
 
 # -- the table --------------------------------------------------------------------------------
 
+DRAMATIQ_SLACK = 1.5  # the target: every iii row within 1.5x of Dramatiq, and above Celery
+
+
+def ratio(value: float | str | None, base: float | str | None) -> str:
+    if isinstance(value, float) and isinstance(base, float):
+        return f"{value / base:.2f}x"
+    return "-"
+
+
+def print_table(results: dict[str, float | str]) -> None:
+    """Each row's jobs/s with its ratio to Celery and to Dramatiq, and whether each iii row
+    meets the targets (faster than Celery, at least Dramatiq's / 1.5)."""
+    celery, dramatiq = results.get("celery rabbitmq"), results.get("dramatiq rabbitmq")
+    print(f"\n{'system':28} {'jobs/s':>10} {'/ Celery':>9} {'/ Dramatiq':>11}  targets")
+    for label, value in results.items():
+        if not isinstance(value, float):
+            print(f"{label:28} {value}")
+            continue
+        verdict = ""
+        if label.startswith("iii") and isinstance(celery, float) and isinstance(dramatiq, float):
+            beats = value > celery
+            close = value * DRAMATIQ_SLACK >= dramatiq
+            verdict = "met" if beats and close else "MISSED"
+            verdict += f" (> Celery: {'yes' if beats else 'no'}, "
+            verdict += f">= Dramatiq/{DRAMATIQ_SLACK}: {'yes' if close else 'no'})"
+        print(
+            f"{label:28} {value:>10,.0f} {ratio(value, celery):>9} "
+            f"{ratio(value, dramatiq):>11}  {verdict}"
+        )
+
 
 def main() -> int:
-    results: dict[str, float | str] = {}
+    samples: dict[str, list[float]] = {}
+    failures: dict[str, str] = {}
     rabbit = port_open(5672) and shutil.which("rabbitmqctl") is not None
+    trees: list[tuple[str, str | None]] = [("", None)]
+    if BASELINE:
+        trees.append((" [baseline]", BASELINE))
 
-    def run(label: str, fn: Callable[[], float]) -> None:
+    def run(label: str, fn: Callable[..., float], *args: Any) -> None:
         print(f"{label} ...", flush=True)
         try:
-            seconds = fn()
-            results[label] = JOBS / seconds
+            seconds = fn(*args)
+            samples.setdefault(label, []).append(JOBS / seconds)
             print(f"  {JOBS} jobs in {seconds:.2f} s: {JOBS / seconds:,.0f} jobs/s", flush=True)
         except Exception as exc:  # report and go on: one missing system must not hide the rest
-            results[label] = f"skipped ({type(exc).__name__}: {exc})"
-            print(f"  {results[label]}", flush=True)
+            failures[label] = f"skipped ({type(exc).__name__}: {exc})"
+            print(f"  {failures[label]}", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="bench-iii-") as tmp:
-        memory = Path(tmp) / "memory"
-        memory.mkdir()
-        run("iii builtin (in memory)", lambda: bench_iii(iii_queue({"name": "builtin"}), memory))
-        on_disk = Path(tmp) / "file"
-        on_disk.mkdir()
-        file_adapter = {
-            "name": "builtin",
-            "config": {"store_method": "file_based", "file_path": str(on_disk / "q")},
-        }
-        run("iii builtin (file_based)", lambda: bench_iii(iii_queue(file_adapter), on_disk))
+    def one_round(tmp: Path) -> None:
+        for suffix, tree in trees:
+            memory = Path(tempfile.mkdtemp(dir=tmp))
+            memory_block = iii_queue({"name": "builtin"})
+            run(f"iii builtin (in memory){suffix}", bench_iii, memory_block, memory, tree)
+            on_disk = Path(tempfile.mkdtemp(dir=tmp))
+            file_adapter = {
+                "name": "builtin",
+                "config": {"store_method": "file_based", "file_path": str(on_disk / "q")},
+            }
+            file_block = iii_queue(file_adapter)
+            run(f"iii builtin (file_based){suffix}", bench_iii, file_block, on_disk, tree)
+            if rabbit:
+                with vhost() as vh:
+                    rmq = Path(tempfile.mkdtemp(dir=tmp))
+                    adapter = {"name": "rabbitmq", "config": {"amqp_url": amqp(vh)}}
+                    run(f"iii rabbitmq{suffix}", bench_iii, iii_queue(adapter), rmq, tree)
         if rabbit:
             with vhost() as vh:
-                rmq = Path(tmp) / "rabbitmq"
-                rmq.mkdir()
-                adapter = {"name": "rabbitmq", "config": {"amqp_url": amqp(vh)}}
-                run("iii rabbitmq", lambda: bench_iii(iii_queue(adapter), rmq))
+                run("celery rabbitmq", bench_celery, amqp(vh))
             with vhost() as vh:
-                run("celery rabbitmq", lambda: bench_celery(amqp(vh)))
-            with vhost() as vh:
-                run("dramatiq rabbitmq", lambda: bench_dramatiq(amqp(vh)))
-        else:
-            print("RabbitMQ (or rabbitmqctl) not available: its rows are skipped")
+                run("dramatiq rabbitmq", bench_dramatiq, amqp(vh))
 
-    print(f"\n{'system':28} {'jobs/s':>10}  vs iii rabbitmq")
-    base = results.get("iii rabbitmq")
-    for label, value in results.items():
-        if isinstance(value, float):
-            ratio = f"{value / base:.2f}x" if isinstance(base, float) else "-"
-            print(f"{label:28} {value:>10,.0f}  {ratio}")
-        else:
-            print(f"{label:28} {value}")
+    if not rabbit:
+        print("RabbitMQ (or rabbitmqctl) not available: its rows are skipped")
+    with tempfile.TemporaryDirectory(prefix="bench-iii-") as tmp:
+        for n in range(ROUNDS):
+            if ROUNDS > 1:
+                print(f"-- round {n + 1} of {ROUNDS}", flush=True)
+            one_round(Path(tmp))
+
+    results: dict[str, float | str] = {
+        label: statistics.median(values) for label, values in samples.items()
+    }
+    results.update({label: text for label, text in failures.items() if label not in results})
+    if ROUNDS > 1:
+        print(f"\n(medians of {ROUNDS} rounds; each row's range:)")
+        for label, values in samples.items():
+            print(f"  {label}: {min(values):,.0f}-{max(values):,.0f}")
+    print_table(results)
     return 0
 
 
