@@ -19,6 +19,7 @@ import trio
 
 from supervisor.config.model import EngineConfig
 from supervisor.engine import BindError, Engine, run_engine
+from supervisor.engine.builtins.calls import call_stats
 from supervisor.status.server import SocketInUse, StatusServer
 from supervisor.supervision.children import SUPERVISED_KINDS
 from supervisor.supervision.runtime import (
@@ -82,6 +83,8 @@ async def run_up(cfg: EngineConfig, options: SupervisionOptions | None = None) -
                 log.info("engine ready", ports=engine.ports, workers=supervised)
                 for warning in cfg.warnings:
                     log.warning(warning)
+                bus = engine.bus.bus
+                runtime.call_stats = lambda: call_stats(bus)
                 exit_code = await runtime.run(engine.bus, signals, ports=engine.ports)
                 nursery.cancel_scope.deadline = trio.current_time() + SHUTDOWN_DEADLINE
                 nursery.cancel_scope.cancel()

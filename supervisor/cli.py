@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.logs import configure_logging
+from supervisor.status.render import format_functions, format_remote, format_worker
 
 EXIT_USAGE = 2
 STATUS_NOT_READY = 3
@@ -119,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--remote",
         action="store_true",
         help="also list connected workers this supervisor does not run (read-only rows)",
+    )
+    status.add_argument(
+        "--functions", action="store_true", help="calls, errors and latency per function"
     )
 
     for verb, text in (
@@ -380,61 +384,6 @@ def _guard(fn: Any) -> Any:
     return run
 
 
-def _fmt_uptime(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _clock(ts: str | None) -> str:
-    return ts[11:19] if ts and len(ts) >= 19 else "?"
-
-
-def format_worker(w: dict[str, Any]) -> str:
-    """One supervisorctl-style line."""
-    state = w["state"].upper()
-    if w["state"] == "ready":
-        detail = (
-            f"pid {w['pid']}, uptime {_fmt_uptime(w.get('uptime_s'))}, restarts {w['restarts']}"
-        )
-    elif w["state"] in ("starting", "stopping"):
-        detail = f"{w.get('phase') or ''}" + (f", pid {w['pid']}" if w.get("pid") else "")
-    elif w["state"] == "backoff":
-        detail = f"restart at {_clock(w.get('next_restart_at'))}, restarts {w['restarts']}"
-    else:
-        last = w.get("last_exit") or {}
-        err = w.get("last_error") or {}
-        if last:
-            how = (
-                f"signal {last.get('signal_name')}"
-                if last.get("signal")
-                else f"exit {last.get('code')}"
-            )
-            detail = f"{how} at {_clock(last.get('at'))}"
-        else:
-            detail = "not started"
-        if w["state"] == "failed" and err:
-            tail = (err.get("log_tail") or [""])[-1]
-            message = str(err.get("message") or "")
-            prefix = f"worker {w['name']!r}: "
-            message = message[len(prefix) :] if message.startswith(prefix) else message
-            why = message.split("; ", 1)[0] or str(err.get("code"))
-            detail += f" — {why}" + (f": {tail}" if tail else "")
-    return f"{w['name']:<20} {state:<9} {detail}".rstrip()
-
-
-def format_remote(r: dict[str, Any]) -> str:
-    name = r.get("name") or "(unnamed)"
-    where = f"{r.get('namespace')}" if r.get("namespace") else ""
-    functions = r.get("functions") or []
-    detail = (
-        f"remote {r.get('peer') or '?'}, since {_clock(r.get('connected_since'))}, "
-        f"{len(functions)} function{'s' if len(functions) != 1 else ''}"
-    )
-    return f"{name:<20} {'REMOTE':<9} {detail}" + (f" [{where}]" if where else "")
-
-
 @_guard
 def cmd_status(args: argparse.Namespace) -> int:
     if args.watch:
@@ -446,6 +395,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     workers = doc.get("workers", [])
     if args.json:
         print(json.dumps(doc, indent=2))
+    elif args.functions:
+        print("\n".join(format_functions(doc.get("calls"))))
+        return 0
     else:
         for w in workers:
             print(format_worker(w))

@@ -1,7 +1,8 @@
 """A span per invocation, kept by a dispatch + completion hook (PROTOCOL.md §7.6).
 
 Dispatch: a call that carries a valid ``traceparent`` is continued (the engine's span is its
-child), one without (or with a malformed one) starts a new trace. Either way the callee gets a
+child), one without (or with a malformed one) starts a new trace — unless it comes from a worker
+serving exactly one call, which it then joins (``_inferred``). Either way the callee gets a
 ``traceparent`` whose parent is the engine's span, so whatever it calls next joins the same
 trace. Completion: while ``iii-observability::ingest`` is registered, the span is kept as one
 tuple; the tuples are turned into an OTLP/JSON ``ExportTraceServiceRequest`` only when a batch
@@ -78,6 +79,8 @@ class Tracing:
             return None
         parsed = parse_traceparent(pending.traceparent)
         if parsed is None:
+            parsed = self._inferred(pending)
+        if parsed is None:
             pending.traceparent = f"00-{new_trace_id()}-{new_span_id()}-01"
         else:
             trace_id, pending.parent_span_id, flags = parsed
@@ -124,6 +127,19 @@ class Tracing:
         elif not self._flush_due and self.bus.spawn is not None:
             self._flush_due = True
             self.bus.spawn(self._flush_later)
+
+    def _inferred(self, pending: Pending) -> tuple[str, str, str] | None:
+        """The context of a call that came without one from a worker serving exactly one call:
+        that call's (an SDK 0.23 sync handler runs in a thread without the handler's context,
+        so its calls carry none). With several calls in flight to it, nothing is guessed."""
+        caller = pending.caller
+        if caller is None or len(caller.calls_in) != 1:
+            return None
+        for inv_id in caller.calls_in:
+            outer = self.bus.table.get(inv_id)
+            if outer is not None:
+                return parse_traceparent(outer.traceparent)
+        return None
 
     # -- forwarding ------------------------------------------------------------------------
 

@@ -220,6 +220,9 @@ class SupervisorRuntime:
         self._shutdown_within: float | None = None
         self._reload_lock = trio.Lock()
         self._prepared = False
+        # The bus's RED metrics (engine::calls::stats), set by app.py: the status document's
+        # "calls" (status --json, status --functions).
+        self.call_stats: Callable[[], dict[str, Any]] | None = None
 
     # -- before the engine binds anything -----------------------------------------------------
 
@@ -507,6 +510,7 @@ class SupervisorRuntime:
             },
             "workers": workers,
             **({"remote": [remote_row(v) for v in remote]} if remote_rows else {}),
+            **({"calls": self.call_stats()} if self.call_stats is not None else {}),
         }
 
     async def reload(self) -> dict[str, Any]:

@@ -122,3 +122,32 @@ def test_spans_kept_before_the_ingest_function_left_are_dropped() -> None:
     sink.leave()
     tracing.flush()
     assert tracing.flushes == 0 and tracing.spans == []
+
+
+def test_a_call_without_context_from_a_worker_serving_one_call_joins_that_call() -> None:
+    bus, clock, _ = traced()
+    a, b, c = Worker(bus, "a"), Worker(bus, "b"), Worker(bus, "c")
+    a.register("outer")
+    c.register("inner")
+    b.call("outer", {}, traceparent=TP)
+    (outer,) = a.of(m.InvokeFunction)
+    a.call("inner", {})  # no traceparent: as an SDK 0.23 sync handler calls
+    (inner,) = c.of(m.InvokeFunction)
+    p_outer, p_inner = parse_traceparent(outer.traceparent), parse_traceparent(inner.traceparent)
+    assert p_outer is not None and p_inner is not None
+    assert p_inner[0] == p_outer[0] == TP[3:35]
+    assert bus.table.get(inner.invocation_id).parent_span_id == p_outer[1]  # type: ignore[union-attr]
+
+
+def test_with_several_calls_in_flight_to_the_caller_nothing_is_guessed() -> None:
+    bus, clock, _ = traced()
+    a, b, c = Worker(bus, "a"), Worker(bus, "b"), Worker(bus, "c")
+    a.register("outer")
+    c.register("inner")
+    b.call("outer", {}, traceparent=TP)
+    b.call("outer", {}, traceparent=TP)
+    a.outbox()
+    a.call("inner", {})
+    (inner,) = c.of(m.InvokeFunction)
+    parsed = parse_traceparent(inner.traceparent)
+    assert parsed is not None and parsed[0] != TP[3:35]
