@@ -39,9 +39,14 @@ class Session:
 
         False where a routed call would be diverted or refused: the listener has a
         ``middleware_function_id``, or the session fails the allow check for the function.
-        Permissive until RBAC sessions answer it.
+        Permissive here; RBAC sessions (``supervisor.engine.rbac.RbacSession``) answer it.
         """
         return True
+
+    def sent_id(self, stored_id: str) -> str:
+        """The id the worker sent for a function stored as ``stored_id`` (an RBAC prefix or
+        hook may have changed it, PROTOCOL.md §13.6, §13.8)."""
+        return stored_id
 
 
 @attrs.define(eq=False)

@@ -190,6 +190,18 @@ class RbacSession(Session):
     forbidden_functions: frozenset[str] = frozenset()
     allowed_trigger_types: frozenset[str] | None = None  # None: any type
     function_registration_prefix: str | None = None
+    renamed: dict[str, str] = attrs.field(factory=dict)  # stored id -> id as the worker sent it
+
+    def local_dispatch_allowed(self, namespace: str, function_id: str) -> bool:
+        """Not behind a middleware, and the session may call it (OBSERVE.md §4.2 rules 3, 4).
+        Without the function's metadata a metadata filter cannot grant it: the answer errs on
+        the side of routing."""
+        if self.policy.middleware_function_id is not None:
+            return False
+        return self.policy.denial(self, function_id, namespace, None) is None
+
+    def sent_id(self, stored_id: str) -> str:
+        return self.renamed.get(stored_id, stored_id)
 
     def namespace_refusal(self, declared: str) -> str | None:
         """engine::workers::register declaring a namespace outside a scoped session."""

@@ -236,6 +236,7 @@ class RbacGuard:
         if not session.allow_function_registration:
             log.info("function registration not allowed for this session", id=msg.id)
             return None
+        sent = msg.id
         hook = self.policy.on_function_registration
         if hook is not None:
             data = function_hook_input(msg, conn.ns, session.context)
@@ -244,7 +245,10 @@ class RbacGuard:
             except RbacError as exc:
                 log.info("function registration denied by its hook", id=msg.id, reason=str(exc))
                 return None
-        return attrs.evolve(msg, id=session.prefixed(msg.id))
+        stored = session.prefixed(msg.id)
+        if stored != sent:
+            session.renamed[stored] = sent
+        return attrs.evolve(msg, id=stored)
 
     async def _trigger_type(
         self, conn: Connection, session: RbacSession, msg: m.RegisterTriggerType

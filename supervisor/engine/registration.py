@@ -229,7 +229,7 @@ class Registrar:
         functions.put(entry)
         conn.functions.add(key)
         self.bus.functions_changed()
-        acknowledge(self.bus.observer_directory, conn, entry, msg.id)
+        acknowledge(self.bus.observer_directory, conn, entry, conn.session.sent_id(msg.id))
         if msg.id == REGISTER_FUNCTION_ID and ns == DEFAULT:
             external.actor_up()
 
@@ -397,7 +397,8 @@ class Registrar:
         for key in sorted(conn.functions):
             entry = self.bus.functions.get(key)
             if entry is not None and conn in entry.owners:
-                acknowledge(self.bus.observer_directory, conn, entry, entry.function_id)
+                sent = conn.session.sent_id(entry.function_id)
+                acknowledge(self.bus.observer_directory, conn, entry, sent)
 
     def reattach(self, conn: Connection, msg: m.Reattach) -> None:
         bus = self.bus

@@ -9,7 +9,7 @@ from typing import Any
 
 from iii.triggers import TriggerHandler
 
-from tests.integration.rbac.conftest import Rbac, first, invoke, raw
+from tests.integration.rbac.conftest import Rbac, first, invoke, raw, until
 from tests.support import wait_for
 
 
@@ -141,3 +141,23 @@ def test_prefix_session_registers_p_x_and_is_called_with_x(rbac: Rbac) -> None:
         wait_for(lambda: f"tenant::greet-{tag}" not in rbac.function_ids(), 10)
     finally:
         client.shutdown()
+
+
+def test_functionregistered_acks_the_id_as_the_worker_sent_it(rbac: Rbac) -> None:
+    """OBSERVE.md §3.5: the ack names the id before prefix and hook rename; no local dispatch."""
+    tag = uuid.uuid4().hex[:8]
+    with raw(rbac.rbac_url, "prefix-token") as ws:
+        assert first(ws)["type"] == "workerregistered"
+        invoke(
+            ws,
+            "engine::workers::register",
+            {"name": f"acked-{tag}", "features": ["observe.v1", "local-dispatch.v1"]},
+        )
+        ws.send(json.dumps({"type": "registerfunction", "id": f"rename::{tag}"}))
+        ack = until(ws, "functionregistered")
+        assert (ack["id"], ack["namespace"], ack["local_dispatch"]) == (
+            f"rename::{tag}",
+            "default",
+            False,
+        )
+        assert f"tenant::renamed::{tag}" in rbac.function_ids()

@@ -1,0 +1,140 @@
+"""The RBAC guard on a real bus (no sockets): auth and hook failures, their deadlines (trio's
+mock clock: no real waiting), the prefix and the ids the worker sent."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from supervisor.engine.bus import Bus
+from supervisor.engine.connection import Connection
+from supervisor.engine.edge import BusEdge
+from supervisor.engine.functions import FunctionEntry
+from supervisor.engine.rbac import ListenerPolicy, RbacSession, parse_auth_result
+from supervisor.engine.rbac_guard import AuthRefused, PrefixedConnection, RbacGuard
+from supervisor.engine.runner import build_bus
+from transport import messages as m
+
+
+def run(fn: Callable[[], Awaitable[None]]) -> None:
+    trio.run(fn, clock=trio.testing.MockClock(autojump_threshold=0))
+
+
+def silent_function(bus: Bus, function_id: str) -> None:
+    """A function whose worker never answers."""
+    owner = Connection(kind="local")
+    owner.namespace = "default"
+    bus.connections[owner.worker_id] = owner
+    bus.functions.put(FunctionEntry(function_id=function_id, namespace="default", owners=[owner]))
+
+
+def guard_for(policy: ListenerPolicy) -> tuple[Bus, RbacGuard]:
+    bus = build_bus(clock=trio.current_time)
+    return bus, RbacGuard(BusEdge(bus), policy)
+
+
+def test_auth_function_not_registered_gives_its_not_found_text() -> None:
+    async def main() -> None:
+        _, guard = guard_for(ListenerPolicy(rbac=True, auth_function_id="my::auth"))
+        with pytest.raises(AuthRefused) as info:
+            await guard.authenticate([], "", "127.0.0.1")
+        assert info.value.message == "Function my::auth not found in namespace default"
+
+    run(main)
+
+
+def test_auth_function_that_never_answers_times_out_with_a_clear_reason() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(ListenerPolicy(rbac=True, auth_function_id="my::auth"))
+        silent_function(bus, "my::auth")
+        start = trio.current_time()
+        with pytest.raises(AuthRefused) as info:
+            await guard.authenticate([], "", "127.0.0.1")
+        assert info.value.message == "auth function 'my::auth' did not answer within 10000 ms"
+        assert trio.current_time() - start == pytest.approx(10.0)
+
+    run(main)
+
+
+def test_auth_function_result_becomes_the_session() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(ListenerPolicy(rbac=True, auth_function_id="my::auth"))
+        seen: list[dict[str, Any]] = []
+
+        def auth(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
+            seen.append(data)
+            return {"context": {"user": "u"}, "function_registration_prefix": "t"}
+
+        bus.add_builtin("my::auth", auth)
+        session = await guard.authenticate([(b"X-Token", b"abc")], "a=1", "10.0.0.1")
+        assert seen == [
+            {"headers": {"x-token": "abc"}, "query_params": {"a": ["1"]}, "ip_address": "10.0.0.1"}
+        ]
+        assert session.context == {"user": "u"}
+        conn = guard.connection_for(session, kind="websocket", label=None, peer=None)
+        assert isinstance(conn, PrefixedConnection)
+        assert conn.session is session
+
+    run(main)
+
+
+def pinned(guard: RbacGuard, **auth: Any) -> Connection:
+    session = parse_auth_result(auth, guard.policy)
+    conn = guard.connection_for(session, kind="websocket", label=None, peer=None)
+    conn.namespace = "default"
+    conn.buffered = None
+    guard.bus.connections[conn.worker_id] = conn
+    return conn
+
+
+def test_registration_hook_that_never_answers_denies_after_its_deadline() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(ListenerPolicy(rbac=True, on_function_registration="my::hook"))
+        silent_function(bus, "my::hook")
+        conn = pinned(guard)
+        await guard.handle(conn, m.RegisterFunction(id="f"))
+        assert bus.functions.get(("default", "f")) is None
+
+    run(main)
+
+
+def test_hook_rename_and_prefix_store_p_x_and_remember_the_sent_id() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(ListenerPolicy(rbac=True, on_function_registration="my::hook"))
+        bus.add_builtin("my::hook", lambda ctx, data: {"function_id": "renamed"})
+        conn = pinned(guard, function_registration_prefix="t")
+        await guard.handle(conn, m.RegisterFunction(id="f"))
+        assert bus.functions.get(("default", "t::renamed")) is not None
+        session = conn.session
+        assert isinstance(session, RbacSession)
+        assert session.sent_id("t::renamed") == "f"
+        assert session.sent_id("other") == "other"
+        # calls sent to the connection carry the id its SDK knows
+        assert conn.send(m.InvokeFunction(function_id="t::renamed", data={}))
+        assert conn._recv is not None
+        assert conn._recv.receive_nowait().function_id == "renamed"
+        await guard.handle(conn, m.UnregisterFunction(id="renamed"))
+        assert bus.functions.get(("default", "t::renamed")) is None
+
+    run(main)
+
+
+def test_local_dispatch_only_without_middleware_and_when_callable() -> None:
+    exposed = ListenerPolicy.from_config(attrs_block(expose=['match("pub::*")'], middleware=None))
+    diverted = ListenerPolicy.from_config(attrs_block(expose=['match("pub::*")'], middleware="mw"))
+    assert exposed is not None and diverted is not None
+    assert parse_auth_result({}, exposed).local_dispatch_allowed("default", "pub::a")
+    assert not parse_auth_result({}, exposed).local_dispatch_allowed("default", "priv::a")
+    assert not parse_auth_result({}, diverted).local_dispatch_allowed("default", "pub::a")
+
+
+def attrs_block(expose: list[Any], middleware: str | None) -> Any:
+    from manifests.blocks.worker_manager import ListenerBlock, RbacBlock
+
+    return ListenerBlock(
+        rbac=RbacBlock(expose_functions=tuple(expose)), middleware_function_id=middleware
+    )
