@@ -1,0 +1,224 @@
+"""The engine's part of HTTP-invoked functions (PROTOCOL.md §6.3 step 7, §10;
+supervisor/engine/external.py), driven by messages with no sockets: a stand-in for the
+iii-http-functions actor answers the engine's validation and call requests by hand."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from manifests.blocks.http_functions import INVOKE_FUNCTION_ID, REGISTER_FUNCTION_ID
+from supervisor.engine.bus import Bus
+from supervisor.engine.connection import Connection
+from supervisor.engine.runner import build_bus
+from tests.unit.bus.test_routing import Clock, Worker
+from transport import messages as m
+
+INVOCATION = {"url": "https://pay.example/charge", "auth": {"type": "bearer", "token_key": "T"}}
+
+
+class Actor(Worker):
+    """The actor's connection: a local link that registers the two functions."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.conn = Connection(kind="local")
+        bus.attach(self.conn)
+        self.outbox()
+        self.announce("iii-http-functions")
+
+    def up(self) -> None:
+        self.register(REGISTER_FUNCTION_ID)
+        self.register(INVOKE_FUNCTION_ID)
+
+    def requests(self) -> list[m.InvokeFunction]:
+        return self.of(m.InvokeFunction)
+
+    def answer(self, request: m.InvokeFunction, result: Any = None, **error: str) -> None:
+        err = m.ErrorBody(**error) if error else None
+        assert request.invocation_id is not None
+        self.send(m.InvocationResult(request.invocation_id, request.function_id, result, err))
+
+
+@pytest.fixture
+def bus() -> Bus:
+    return build_bus(clock=Clock(), invocation_deadline=60.0)
+
+
+def ids(bus: Bus) -> set[str]:
+    return {fid for _, fid in bus.functions}
+
+
+def test_a_registration_is_validated_by_the_actor_then_owned_by_its_worker(bus: Bus) -> None:
+    actor = Actor(bus)
+    actor.up()
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION, description="Charge")
+
+    (request,) = actor.requests()
+    assert request.function_id == REGISTER_FUNCTION_ID
+    assert request.data == {
+        "function_id": "billing::charge",
+        "namespace": "default",
+        "invocation": INVOCATION,
+    }
+    assert "billing::charge" not in ids(bus)  # not before the actor said yes
+    actor.answer(request, {"function_id": "billing::charge"})
+
+    entry = bus.functions[("default", "billing::charge")]
+    assert entry.owners == [owner.conn] and entry.description == "Charge"
+    assert entry.pick() is None  # the engine runs it: never sent to the owner
+    assert ("default", "billing::charge") in owner.conn.functions
+    assert owner.of(m.InvokeFunction) == []
+
+
+def test_a_refusal_drops_the_registration_and_tells_the_worker_nothing(bus: Bus) -> None:
+    actor = Actor(bus)
+    actor.up()
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation={"url": "http://evil.example/"})
+    (request,) = actor.requests()
+    actor.answer(request, code="url_validation_failed", message="URL not in allowlist")
+    assert "billing::charge" not in ids(bus)
+    assert owner.outbox() == []
+    # the id is free again
+    other = Worker(bus, "other")
+    other.register("billing::charge")
+    assert bus.functions[("default", "billing::charge")].owners == [other.conn]
+
+
+def test_without_the_actor_configured_the_registration_is_dropped(bus: Bus) -> None:
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION)
+    assert "billing::charge" not in ids(bus)
+    assert bus.registrar.external.claimant(("default", "billing::charge")) is None
+
+
+def test_with_the_actor_configured_a_registration_waits_until_it_is_up(bus: Bus) -> None:
+    bus.registrar.external.expected = True
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION)
+    actor = Actor(bus)
+    assert actor.requests() == []
+    actor.up()
+    (request,) = actor.requests()
+    actor.answer(request, {})
+    assert bus.functions[("default", "billing::charge")].owners == [owner.conn]
+
+
+def test_an_actor_that_leaves_mid_validation_is_asked_again_by_its_successor(bus: Bus) -> None:
+    bus.registrar.external.expected = True
+    first = Actor(bus)
+    first.up()
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION)
+    assert len(first.requests()) == 1
+    first.leave()
+    second = Actor(bus)
+    second.up()
+    (request,) = second.requests()
+    second.answer(request, {})
+    assert bus.functions[("default", "billing::charge")].owners == [owner.conn]
+
+
+def test_the_claim_holds_the_lease_while_the_actor_answers(bus: Bus) -> None:
+    actor = Actor(bus)
+    actor.up()
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION)
+    rival = Worker(bus, "rival")
+    rival.register("billing::charge")
+    (rejected,) = rival.of(m.RegistrationRejected)
+    assert rejected.code == "FUNCTION_NAMESPACE_CONFLICT"
+    assert rejected.owner_worker_id == owner.conn.worker_id
+    (request,) = actor.requests()
+    actor.answer(request, {})
+    assert bus.functions[("default", "billing::charge")].owners == [owner.conn]
+
+
+def test_unregistering_or_leaving_while_the_actor_answers_discards_its_yes(bus: Bus) -> None:
+    actor = Actor(bus)
+    actor.up()
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION)
+    owner.send(m.UnregisterFunction(id="billing::charge"))
+    gone = Worker(bus, "gone")
+    gone.register("billing::refund", invocation=INVOCATION)
+    gone.leave()
+    for request in actor.requests():
+        actor.answer(request, {})
+    assert not {"billing::charge", "billing::refund"} & ids(bus)
+
+
+def test_a_later_local_registration_by_the_same_worker_wins(bus: Bus) -> None:
+    actor = Actor(bus)
+    actor.up()
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION)
+    owner.register("billing::charge")  # now a handler of its own
+    (request,) = actor.requests()
+    actor.answer(request, {})
+    assert bus.functions[("default", "billing::charge")].pick() is owner.conn
+
+
+def test_unregister_and_departure_remove_a_registered_external_function(bus: Bus) -> None:
+    actor = Actor(bus)
+    actor.up()
+    owner = Worker(bus, "billing")
+    for fid in ("billing::a", "billing::b"):
+        owner.register(fid, invocation=INVOCATION)
+    for request in actor.requests():
+        actor.answer(request, {})
+    assert {"billing::a", "billing::b"} <= ids(bus)
+    owner.send(m.UnregisterFunction(id="billing::a"))
+    assert "billing::a" not in ids(bus)
+    owner.leave()
+    assert "billing::b" not in ids(bus)
+
+
+async def test_a_call_goes_to_the_actor_with_the_invocation_and_its_answer_comes_back(
+    bus: Bus,
+) -> None:
+    async with trio.open_nursery() as nursery:
+        bus.spawn = nursery.start_soon
+        actor = Actor(bus)
+        actor.up()
+        owner = Worker(bus, "billing")
+        owner.register("billing::charge", invocation=INVOCATION)
+        actor.answer(actor.requests()[0], {})
+        caller = Worker(bus, "shop")
+
+        inv = caller.call("billing::charge", {"sku": "x"})
+        await trio.testing.wait_all_tasks_blocked()
+        (request,) = actor.requests()
+        assert request.function_id == INVOKE_FUNCTION_ID
+        assert request.data == {
+            "function_id": "billing::charge",
+            "namespace": "default",
+            "invocation": INVOCATION,
+            "data": {"sku": "x", "_caller_worker_id": caller.conn.worker_id},
+        }
+        actor.answer(request, {"charged": True})
+        await trio.testing.wait_all_tasks_blocked()
+        (reply,) = caller.of(m.InvocationResult)
+        assert (reply.invocation_id, reply.function_id) == (inv, "billing::charge")
+        assert reply.result == {"charged": True} and reply.error is None
+
+        caller.call("billing::charge", {"sku": "y"})
+        await trio.testing.wait_all_tasks_blocked()
+        actor.answer(actor.requests()[0], code="http_error", message="HTTP 502 Bad Gateway")
+        await trio.testing.wait_all_tasks_blocked()
+        (failed,) = caller.of(m.InvocationResult)
+        assert failed.error == m.ErrorBody("http_error", "HTTP 502 Bad Gateway")
+
+        actor.leave()  # the actor is restarting: a clear error, at once
+        caller.call("billing::charge", {"sku": "z"})
+        await trio.testing.wait_all_tasks_blocked()
+        (down,) = caller.of(m.InvocationResult)
+        assert down.error is not None and down.error.code == "http_request_failed"
+        assert "HTTP functions module not loaded" in down.error.message
+        assert owner.of(m.InvokeFunction) == []
+        nursery.cancel_scope.cancel()
