@@ -10,6 +10,7 @@ text is what the connecting client (``AUTH_ERROR``) or the log is told.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -191,6 +192,7 @@ class RbacSession(Session):
     allowed_trigger_types: frozenset[str] | None = None  # None: any type
     function_registration_prefix: str | None = None
     renamed: dict[str, str] = attrs.field(factory=dict)  # stored id -> id as the worker sent it
+    held: deque[Any] | None = None  # registrations waiting for the namespace (rbac_guard)
 
     def local_dispatch_allowed(self, namespace: str, function_id: str) -> bool:
         """Not behind a middleware, and the session may call it (OBSERVE.md §4.2 rules 3, 4).

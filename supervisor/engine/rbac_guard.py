@@ -15,10 +15,12 @@ Connections on listeners without rbac and middleware never meet this module.
 from __future__ import annotations
 
 import uuid
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import structlog
+import trio
 
 from supervisor.engine.connection import Connection
 from supervisor.engine.errors import DEFAULT, InvocationFailed, blank, error
@@ -46,18 +48,21 @@ log = structlog.get_logger(__name__)
 AUTH_TIMEOUT: Final = 10.0  # seconds the auth function has to answer
 HOOK_TIMEOUT: Final = 10.0  # seconds a registration hook has to answer
 
-# Passed on unchanged (after the checks of their kind); anything else is dropped.
-_PLAIN: Final = frozenset(
+# Held (in order) while the connection's namespace is pending, then vetted: PROTOCOL.md §4.4.
+_REGISTRATIONS: Final = frozenset(
     {
-        m.InvocationResult,
-        m.TriggerRegistrationResult,
-        m.Reattach,
-        m.Ping,
-        m.Pong,
+        m.RegisterFunction,
+        m.UnregisterFunction,
         m.RegisterService,
+        m.RegisterTrigger,
         m.UnregisterTrigger,
+        m.RegisterTriggerType,
         m.UnregisterTriggerType,
     }
+)
+# Passed on unchanged; anything that is neither these nor the above is dropped.
+_PLAIN: Final = frozenset(
+    {m.InvocationResult, m.TriggerRegistrationResult, m.Reattach, m.Ping, m.Pong}
 )
 
 
@@ -141,7 +146,24 @@ class RbacGuard:
         if kind is m.InvokeFunction:
             self.invoke(conn, session, msg)
             return
-        vetted: Any
+        if kind in _REGISTRATIONS:
+            if conn.namespace is None or session.held is not None:
+                self._hold(conn, session, msg)
+                return
+            await self._register(conn, session, msg)
+        elif kind in _PLAIN:
+            self.bus.handle(conn, msg)
+        else:
+            log.info(
+                "message type not accepted on an RBAC listener; dropped",
+                tag=getattr(msg, "TAG", kind.__name__),
+                worker_id=conn.worker_id,
+            )
+
+    async def _register(self, conn: Connection, session: RbacSession, msg: Any) -> None:
+        """Permissions, hook and prefix, then the bus (the connection's namespace is known)."""
+        kind = type(msg)
+        vetted: Any = msg
         if kind is m.RegisterFunction:
             vetted = await self._function(conn, session, msg)
         elif kind is m.UnregisterFunction:
@@ -150,17 +172,40 @@ class RbacGuard:
             vetted = await self._trigger_type(conn, session, msg)
         elif kind is m.RegisterTrigger:
             vetted = await self._trigger(conn, session, msg)
-        elif kind in _PLAIN:
-            vetted = msg
-        else:
-            log.info(
-                "message type not accepted on an RBAC listener; dropped",
-                tag=getattr(msg, "TAG", kind.__name__),
-                worker_id=conn.worker_id,
-            )
-            return
         if vetted is not None and not conn.closing:
             self.bus.handle(conn, vetted)
+
+    def _hold(self, conn: Connection, session: RbacSession, msg: Any) -> None:
+        """Registrations before the namespace is pinned wait here, in order (§4.4), so their
+        hooks see the namespace they are registered in; calls go on meanwhile."""
+        if session.held is None:
+            session.held = deque()
+            pinned = trio.Event()
+            self.bus.registrar.defer(conn, None, lambda _conn, _msg: pinned.set())
+            spawn = self.bus.spawn
+            assert spawn is not None, "the edge is running: it reads this connection"
+            spawn(self._drain, conn, session, pinned)
+        session.held.append(msg)
+
+    async def _drain(self, conn: Connection, session: RbacSession, pinned: trio.Event) -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def until_set(event: trio.Event) -> None:
+                await event.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(until_set, pinned)
+            nursery.start_soon(until_set, conn.cleaned)
+        held = session.held
+        try:
+            while held and not conn.closing:
+                msg = held.popleft()
+                try:
+                    await self._register(conn, session, msg)
+                except Exception:
+                    log.exception("held registration failed", tag=msg.TAG)
+        finally:
+            session.held = None
 
     # -- invocations -----------------------------------------------------------------------
 

@@ -161,3 +161,26 @@ def test_functionregistered_acks_the_id_as_the_worker_sent_it(rbac: Rbac) -> Non
             False,
         )
         assert f"tenant::renamed::{tag}" in rbac.function_ids()
+
+
+def test_hook_sees_the_namespace_declared_after_the_registration(rbac: Rbac) -> None:
+    """SDK replay order (§4.3): registrations first, engine::workers::register last."""
+    tag = uuid.uuid4().hex[:8]
+    with raw(rbac.rbac_url, "valid-token") as ws:
+        assert first(ws)["type"] == "workerregistered"
+        ws.send(json.dumps({"type": "registerfunction", "id": f"early::{tag}"}))
+        reply = invoke(
+            ws, "engine::workers::register", {"name": f"late-{tag}", "namespace": "orders"}
+        )
+        assert reply["result"] == {"success": True}
+        wait_for(lambda: f"early::{tag}" in rbac.function_ids(), 10)
+        assert (
+            hook_calls(rbac, "fn_hook", "function_id", f"early::{tag}")[0]["namespace"] == "orders"
+        )
+        info = rbac.plain.trigger(
+            {
+                "function_id": "engine::functions::info",
+                "payload": {"function_id": f"early::{tag}", "namespace": "orders"},
+            }
+        )
+        assert info["namespace"] == "orders"

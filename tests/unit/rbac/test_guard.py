@@ -138,3 +138,50 @@ def attrs_block(expose: list[Any], middleware: str | None) -> Any:
     return ListenerBlock(
         rbac=RbacBlock(expose_functions=tuple(expose)), middleware_function_id=middleware
     )
+
+
+def test_registrations_wait_for_the_namespace_and_hooks_see_it() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(ListenerPolicy(rbac=True, on_function_registration="my::hook"))
+        seen: list[str] = []
+
+        def hook(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
+            seen.append(data["namespace"])
+            return {}
+
+        bus.add_builtin("my::hook", hook)
+        session = parse_auth_result({}, guard.policy)
+        conn = guard.connection_for(session, kind="websocket", label=None, peer=None)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(guard.edge.run)
+            bus.attach(conn)
+            await guard.handle(conn, m.RegisterFunction(id="a"))
+            await guard.handle(conn, m.RegisterFunction(id="b"))
+            assert seen == [] and not conn.functions  # held until the namespace is known
+            bus.registrar.pin(conn, "orders")
+            await guard.handle(conn, m.RegisterFunction(id="c"))  # behind the held ones
+            await trio.testing.wait_all_tasks_blocked()
+            assert seen == ["orders", "orders", "orders"]
+            assert conn.functions == {("orders", "a"), ("orders", "b"), ("orders", "c")}
+            assert session.held is None
+            nursery.cancel_scope.cancel()
+
+    run(main)
+
+
+def test_held_registrations_are_dropped_when_the_connection_leaves() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(ListenerPolicy(rbac=True))
+        session = parse_auth_result({}, guard.policy)
+        conn = guard.connection_for(session, kind="websocket", label=None, peer=None)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(guard.edge.run)
+            bus.attach(conn)
+            await guard.handle(conn, m.RegisterFunction(id="a"))
+            bus.cleanup(conn)
+            await trio.testing.wait_all_tasks_blocked()
+            assert session.held is None
+            assert bus.functions.get(("default", "a")) is None
+            nursery.cancel_scope.cancel()
+
+    run(main)
