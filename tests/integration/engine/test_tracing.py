@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from manifests.blocks.observability import INGEST_FUNCTION_ID
 from tests.support import (
     EngineProcess,
     WorkerProcess,
@@ -57,6 +58,12 @@ if os.environ["NAME"] == "trace-a":
     w.register_function("trace::a", a)
     w.register_trigger({"type": "http", "function_id": "trace::a",
                         "config": {"api_path": "trace/a", "http_method": "POST"}})
+elif os.environ["NAME"] == "sink":
+    import json
+    async def ingest(data):
+        with open(os.environ["OUT"], "a") as fh:
+            fh.write(json.dumps(data) + "\\n")
+    w.register_function("iii-observability::ingest", ingest)
 elif os.environ["NAME"] == "trace-sync":
     w.register_function("trace::sync", sync)
     w.register_trigger({"type": "http", "function_id": "trace::sync",
@@ -73,9 +80,16 @@ INCOMING = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 class Stack:
-    def __init__(self, engine: EngineProcess, http_port: int) -> None:
+    def __init__(self, engine: EngineProcess, http_port: int, sink: Path) -> None:
         self.engine = engine
         self.base = f"http://127.0.0.1:{http_port}"
+        self.sink = sink
+
+    def ingested(self) -> list[dict[str, Any]]:
+        """What the engine sent to the stand-in for iii-observability::ingest."""
+        if not self.sink.exists():
+            return []
+        return [json.loads(line) for line in self.sink.read_text().splitlines() if line]
 
     def records(self) -> list[dict[str, Any]]:
         """The engine's JSON log lines, and the actors' records they carry, flattened."""
@@ -107,18 +121,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         workers.append(WorkerProcess(WORKER, tmp, engine.url, "trace-b", python=sdk025, NAME="b"))
         workers.append(WorkerProcess(WORKER, tmp, engine.url, "trace-sync", NAME="trace-sync"))
+        sink = tmp / "ingested.jsonl"
+        workers.append(WorkerProcess(WORKER, tmp, engine.url, "sink", NAME="sink", OUT=str(sink)))
         client = sdk_client(engine.url, "trace-probe")
         try:
 
             def ready() -> bool:
                 result = client.trigger({"function_id": "engine::functions::list", "payload": {}})
                 ids = {f["function_id"] for f in result["functions"]}
-                return {"trace::a", "trace::b", "trace::sync"} <= ids
+                return {"trace::a", "trace::b", "trace::sync", INGEST_FUNCTION_ID} <= ids
 
             wait_for(ready, 20)
         finally:
             client.shutdown()
-        stack = Stack(engine, http_port)
+        stack = Stack(engine, http_port, sink)
 
         def routed() -> bool:
             return httpx.post(f"{stack.base}/trace/a", json={}, timeout=5).status_code == 200
@@ -151,8 +167,13 @@ def check_one_trace(stack: Stack, body: dict[str, Any], trace_id: str) -> None:
 
     def logged() -> list[dict[str, Any]]:
         records = stack.records()
-        ours = [r for r in records if r.get("event") == "call finished"]
-        return records if sum(r.get("trace_id") == trace_id for r in ours) >= 2 else []
+        ours = [
+            r
+            for r in records
+            if r.get("event") in ("call finished", "request served")
+            and r.get("trace_id") == trace_id
+        ]
+        return records if len(ours) >= 3 else []
 
     records = wait_for(logged, 10)
     span_a = call_finished(records, "trace::a", trace_id)
@@ -247,3 +268,47 @@ def test_a_sync_handler_s_call_joins_the_trace_of_the_call_it_serves(stack: Stac
         and r.get("parent_span_id") == outer["span_id"]
     ]
     assert len(inner) == 1 and inner[0]["trace_id"] == INCOMING[3:35]
+
+
+def test_the_engine_spans_reach_the_ingest_function_as_otlp_json(stack: Stack) -> None:
+    """A stand-in worker registers iii-observability::ingest; the engine's spans of one
+    request arrive there in batches (kind OTLP, source engine), linked parent to child."""
+    resp = httpx.post(
+        f"{stack.base}/trace/a",
+        json={},
+        headers={"traceparent": "00-11111111111111111111111111111111-2222222222222222-01"},
+        timeout=10,
+    )
+    assert resp.status_code == 200, resp.text
+    trace_id = "1" * 32
+
+    def spans() -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        for batch in stack.ingested():
+            if batch["source"] != "engine":
+                continue  # A's own spans (OTel on) forwarded from its telemetry frames
+            assert (batch["kind"], batch["worker_id"]) == ("OTLP", None)
+            for rs in batch["body"]["resourceSpans"]:
+                for ss in rs["scopeSpans"]:
+                    for span in ss["spans"]:
+                        if span["traceId"] == trace_id:
+                            found[span["name"]] = span
+        return found if {"call trace::a", "call trace::b"} <= set(found) else {}
+
+    found = wait_for(spans, 10)
+    span_a, span_b = found["call trace::a"], found["call trace::b"]
+    assert span_a["parentSpanId"] == "2" * 16
+    a_tp = parse_traceparent(resp.json()["a"])
+    assert a_tp is not None and span_b["parentSpanId"] == a_tp[1]  # A's execute span
+    assert int(span_a["startTimeUnixNano"]) <= int(span_b["startTimeUnixNano"])
+    assert int(span_b["endTimeUnixNano"]) <= int(span_a["endTimeUnixNano"])
+    # No span of the ingest calls themselves.
+    names = {
+        s["name"]
+        for b in stack.ingested()
+        if b["source"] == "engine"
+        for rs in b["body"]["resourceSpans"]
+        for ss in rs["scopeSpans"]
+        for s in ss["spans"]
+    }
+    assert f"call {INGEST_FUNCTION_ID}" not in names
