@@ -60,9 +60,22 @@ _REGISTRATIONS: Final = frozenset(
         m.UnregisterTriggerType,
     }
 )
-# Passed on unchanged; anything that is neither these nor the above is dropped.
+# Passed on unchanged; anything that is neither these nor the above is dropped. The observe
+# family's allow checks (FORBIDDEN) are the observer table's; the bus holds its frames until
+# the namespace is pinned.
 _PLAIN: Final = frozenset(
-    {m.InvocationResult, m.TriggerRegistrationResult, m.Reattach, m.Ping, m.Pong}
+    {
+        m.InvocationResult,
+        m.TriggerRegistrationResult,
+        m.Reattach,
+        m.Ping,
+        m.Pong,
+        m.Observe,
+        m.Unobserve,
+        m.ObserverAck,
+        m.InvocationsObserved,
+        m.LocalInvocationStats,
+    }
 )
 
 

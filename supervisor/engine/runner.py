@@ -19,6 +19,8 @@ from supervisor.engine import builtins
 from supervisor.engine.bus import Bus
 from supervisor.engine.edge import BusEdge
 from supervisor.engine.listener import Listener
+from supervisor.engine.observe import hook as observe
+from supervisor.engine.observe.filter import compile_filter
 from supervisor.engine.tracing import Tracing
 
 log = structlog.get_logger(__name__)
@@ -87,6 +89,7 @@ def build_bus(*, tracing: bool = True, **options: Any) -> Bus:
     tracing hook unless ``tracing`` is false."""
     bus = Bus(**options)
     builtins.install(bus)
+    observe.install(bus, compile_filter)
     if tracing:
         bus.tracing = Tracing(bus)
         bus.hooks.add(bus.tracing)

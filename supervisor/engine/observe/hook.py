@@ -19,6 +19,7 @@ from supervisor.engine.observe.envelope import caller_of, observe_depth, routed_
 from supervisor.engine.observe.records import Event, Job, Outcome, on_accepts
 from supervisor.engine.observe.spec import Compile, Key
 from supervisor.engine.observe.table import ObserverTable
+from supervisor.engine.rbac import RbacSession
 from transport import messages as m
 
 if TYPE_CHECKING:
@@ -65,6 +66,14 @@ class ObserveHook:
 
     def now(self) -> float:
         return self.bus.clock()
+
+    def forbidden(self, conn: Connection, key: Key) -> str | None:
+        """The RBAC allow check of the observing session (PROTOCOL §13.4), or None."""
+        session = conn.session
+        if not isinstance(session, RbacSession):
+            return None
+        entry = self.bus.functions.get(key)
+        return session.policy.denial(session, key[1], key[0], entry.metadata if entry else None)
 
     def activate(self, entry: FunctionEntry, job: Job, on_done: Outcome) -> None:
         activation = {"observer_id": job.observer_id, "activation_id": job.activation_id}

@@ -132,6 +132,11 @@ class ObserverTable:
         except ObserveError as exc:
             conn.send(m.ObserveResult(msg.id, "error", exc.body()))
             return
+        for key in (spec.source, spec.target):  # §5.2 step 4
+            refusal = self.host.forbidden(conn, key)
+            if refusal is not None:
+                conn.send(m.ObserveResult(spec.id, "error", _body("FORBIDDEN", refusal)))
+                return
         tomb = self.tombstones.get(spec.id)
         if tomb is not None:
             conn.send(m.ObserveResult(spec.id, "disposed", tomb.reason))

@@ -70,6 +70,7 @@ class FakeHost:
         self.functions: dict[Key, FunctionEntry] = {}
         self.activations: list[Activation] = []
         self.wakes: list[float] = []
+        self.denied: dict[Key, str] = {}
 
     def live(self, conn: Connection | None) -> bool:
         return conn is not None and not conn.closing
@@ -85,6 +86,9 @@ class FakeHost:
 
     def now(self) -> float:
         return self.t
+
+    def forbidden(self, conn: Connection, key: Key) -> str | None:
+        return self.denied.get(key)
 
 
 def conn(name: str, features: frozenset[str] = SDK025, ns: str = "default") -> Connection:

@@ -9,10 +9,9 @@ from typing import Any
 import pytest
 
 from supervisor.engine.bus import Bus
-from supervisor.engine.observe.hook import ObserveHook, install
+from supervisor.engine.observe.hook import ObserveHook
 from supervisor.engine.runner import build_bus
 from tests.unit.bus.test_routing import Clock, Worker, new_id
-from tests.unit.observe.fakes import fake_compile
 from transport import messages as m
 
 FEATURES = ["observe.v1", "local-dispatch.v1", "large-messages.v1"]
@@ -35,9 +34,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def bus(clock: Clock) -> Bus:
-    bus = build_bus(clock=clock, invocation_deadline=60.0)
-    install(bus, fake_compile)
-    return bus
+    return build_bus(clock=clock, invocation_deadline=60.0)
 
 
 def hook_of(bus: Bus) -> ObserveHook:

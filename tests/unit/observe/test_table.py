@@ -76,6 +76,13 @@ def test_stage_a_failures_answer_error_and_store_nothing(
     assert world.table.observers == {}
 
 
+def test_a_session_denied_the_source_or_target_gets_forbidden(world: World) -> None:
+    world.host.denied[("default", "audit::log")] = "function 'audit::log' not allowed"
+    res = world.observe(conn("w"))
+    assert (res.state, res.error.code) == ("error", "FORBIDDEN")
+    assert res.error.message == "function 'audit::log' not allowed"
+
+
 def test_args_on_an_auto_source_are_invalid_args_without_any_owner_frame(world: World) -> None:
     owner = conn("shop")
     world.register(owner, "orders::create")
