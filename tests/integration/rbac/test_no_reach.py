@@ -115,24 +115,26 @@ def test_no_message_type_reaches_a_non_exposed_function(rbac: Rbac) -> None:
         )
         send(ws, type="registerservice", id="svc")
         send(ws, type="unregistertriggertype", id="engine::workers-available")
-        # message types the RBAC listener has no rules for: dropped
+        # an observer on an exposed function whose activations would call the secret one
+        # (OBSERVE.md §5.2: FORBIDDEN, or dropped where the listener has no rule for it)
         send(
             ws,
             type="observe",
             id=str(uuid.uuid4()),
-            function_id=SECRET,
-            target_function_id="test::ew::public::echo",
+            source={"function_id": "test::ew::public::echo"},
+            target={"function_id": SECRET},
         )
         send(ws, type="sup_ping", seq=1)
         send(ws, type="workerregistered", worker_id=str(uuid.uuid4()))
         send(ws, type="ping")
         assert until(ws, "pong") == {"type": "pong"}
+        # still served; the observed function runs, from here and from the plain listener
+        assert invoke(ws, "test::ew::public::echo", {"still": "here"})["result"]["echo"]["still"]
+        rbac.plain.trigger({"function_id": "test::ew::public::echo", "payload": {}})
         # connections come and go: workers-available fires to every live binding
         with connect(rbac.engine.url) as other:
             first(other)
         time.sleep(0.5)
-        # still alive and served
-        assert invoke(ws, "test::ew::public::echo", {"still": "here"})["result"]["echo"]["still"]
     assert SECRET in rbac.function_ids()  # not unregistered by the intruder
     assert "intruder-type" not in {
         t["id"]
