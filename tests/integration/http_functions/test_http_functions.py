@@ -15,25 +15,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from iii import InvocationError
 from iii_helpers.http import HttpAuthApiKey, HttpAuthBearer, HttpAuthHmac, HttpInvocationConfig
 from websockets.sync.client import connect
 
+from tests.integration.http_functions.conftest import (
+    SECURITY,
+    call,
+    failure,
+    fresh,
+    listed,
+    refused_in_log,
+    register,
+)
 from tests.integration.http_functions.endpoint import ENV, SLOW_SECONDS, Endpoint
 from tests.support import EngineProcess, WorkerProcess, sdk_client, wait_for
-
-SECURITY = {
-    "url_allowlist": ["localhost", "127.0.0.1"],
-    "block_private_ips": False,
-    "require_https": False,
-}
-
-
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[Endpoint]:
-    ep = Endpoint()
-    yield ep
-    ep.close()
 
 
 @pytest.fixture(scope="module")
@@ -60,48 +55,6 @@ def caller(engine: EngineProcess) -> Iterator[Any]:
     c = sdk_client(engine.url, "ext-caller")
     yield c
     c.shutdown()
-
-
-def listed(client: Any) -> dict[str, dict[str, Any]]:
-    result = client.trigger({"function_id": "engine::functions::list", "payload": {}})
-    return {f["function_id"]: f for f in result["functions"]}
-
-
-def fresh(name: str) -> str:
-    return f"ext::{name}-{uuid.uuid4().hex[:8]}"
-
-
-def register(owner: Any, caller: Any, name: str, url: str, **config: Any) -> tuple[str, Any]:
-    """Register an external function and wait until the engine lists it."""
-    function_id = fresh(name)
-    ref = owner.register_function(function_id, HttpInvocationConfig(url=url, **config))
-    wait_for(lambda: function_id in listed(caller), 15.0)
-    return function_id, ref
-
-
-def call(client: Any, function_id: str, payload: Any, timeout_ms: int = 10_000) -> Any:
-    return client.trigger(
-        {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms}
-    )
-
-
-def failure(client: Any, function_id: str, payload: Any = None) -> InvocationError:
-    with pytest.raises(InvocationError) as info:
-        call(client, function_id, payload if payload is not None else {"x": 1})
-    return info.value
-
-
-def refused_in_log(engine: EngineProcess, function_id: str) -> dict[str, Any]:
-    """The engine's log line for a dropped registration (registration failures are silent)."""
-
-    def find() -> dict[str, Any] | None:
-        for line in engine.log_text().splitlines():
-            if function_id in line and "not registered" in line:
-                return dict(json.loads(line[line.index("{") :]))
-        return None
-
-    found: dict[str, Any] = wait_for(find, 15.0)
-    return found
 
 
 # -- the acceptance points ------------------------------------------------------------------------
@@ -317,6 +270,17 @@ def test_a_malformed_invocation_is_dropped_and_the_connection_keeps_serving(
     ids = {name: fresh(name) for name in bad}
     with connect(engine.url, max_size=None) as ws:
         assert json.loads(ws.recv(timeout=5))["type"] == "workerregistered"
+        register_worker = {"name": "raw", "namespace": "default"}
+        ws.send(
+            json.dumps(
+                {
+                    "type": "invokefunction",
+                    "function_id": "engine::workers::register",
+                    "data": register_worker,
+                    "action": {"type": "void"},
+                }
+            )
+        )
         for name, invocation in bad.items():
             ws.send(
                 json.dumps({"type": "registerfunction", "id": ids[name], "invocation": invocation})

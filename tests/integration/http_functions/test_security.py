@@ -1,0 +1,82 @@
+"""The URL security of ``iii-http-functions`` with upstream's defaults (WORKERS.md §4.1, §4.4):
+https required and private addresses blocked — IP literals and names that resolve to them
+(a real lookup of ``localhost``) — each refusal logged with its reason and the function never
+listed; and an engine without the worker drops such registrations ("HTTP functions module not
+loaded")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from iii_helpers.http import HttpInvocationConfig
+
+from tests.integration.http_functions.conftest import failure, fresh, listed, refused_in_log
+from tests.integration.http_functions.endpoint import Endpoint
+from tests.support import EngineProcess, sdk_client, wait_for
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+    config = {"workers": [{"name": "iii-http-functions"}]}  # no block: upstream's defaults
+    eng = EngineProcess(config, tmp_path_factory.mktemp("httpfn-strict")).start()
+    try:
+        yield eng
+    finally:
+        eng.stop()
+
+
+@pytest.fixture(scope="module")
+def client(engine: EngineProcess) -> Iterator[Any]:
+    c = sdk_client(engine.url, "ext-strict")
+    yield c
+    c.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://127.0.0.1:{port}/echo", "HTTPS is required: 'http://127.0.0.1:{port}/echo'"),
+        ("https://127.0.0.1:{port}/echo", "Private IP blocked: 127.0.0.1"),
+        ("https://10.20.30.40/echo", "Private IP blocked: 10.20.30.40"),
+        ("https://[::1]:{port}/echo", "Private IP blocked: ::1"),
+        ("https://169.254.169.254/latest/meta-data", "Private IP blocked: 169.254.169.254"),
+        ("https://localhost:{port}/echo", "Private IP blocked: 'localhost' resolves to"),
+    ],
+)
+def test_https_and_public_addresses_are_required_by_default(
+    engine: EngineProcess, endpoint: Endpoint, client: Any, url: str, reason: str
+) -> None:
+    function_id = fresh("strict")
+    target = url.format(port=endpoint.port)
+    client.register_function(function_id, HttpInvocationConfig(url=target))
+    line = refused_in_log(engine, function_id)
+    assert line["code"] == "url_validation_failed"
+    assert line["reason"].startswith(reason.format(port=endpoint.port))
+    assert function_id not in listed(client)
+    assert failure(client, function_id).code == "function_not_found"
+    assert endpoint.requests_to("/echo") == []
+
+
+def test_without_the_worker_configured_registrations_are_dropped(
+    tmp_path_factory: pytest.TempPathFactory, endpoint: Endpoint
+) -> None:
+    eng = EngineProcess({"workers": []}, tmp_path_factory.mktemp("httpfn-none")).start()
+    client = sdk_client(eng.url, "ext-none")
+    try:
+        function_id = fresh("unloaded")
+        client.register_function(function_id, HttpInvocationConfig(url=endpoint.url("/echo")))
+
+        def dropped() -> bool:
+            return any(
+                function_id in line and "HTTP functions module not loaded" in line
+                for line in eng.log_text().splitlines()
+            )
+
+        wait_for(dropped, 15.0)
+        assert function_id not in listed(client)
+        assert failure(client, function_id).code == "function_not_found"
+    finally:
+        client.shutdown()
+        eng.stop()
