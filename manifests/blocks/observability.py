@@ -134,7 +134,24 @@ class ObservabilityBlock:
     collapse_spans: tuple[CollapseSpan, ...] = ()
 
 
-DEFAULTS: Final[dict[str, Any]] = {}
+# The built-in seed (WORKERS.md §10.1 layer 1): what runs when config.yaml has no block.
+DEFAULTS: Final[dict[str, Any]] = {
+    "enabled": True,
+    "service_name": "iii",
+    "exporter": "memory",
+    "sampling_ratio": 1.0,
+    "memory_max_spans": 1_000_000,
+    "metrics_enabled": True,
+    "metrics_exporter": "memory",
+    "metrics_retention_seconds": 3600,
+    "metrics_max_count": 10000,
+    "logs_enabled": True,
+    "logs_exporter": "memory",
+    "logs_max_count": 1000,
+    "logs_retention_seconds": 3600,
+    "logs_sampling_ratio": 1.0,
+    "logs_console_output": True,
+}
 
 INGEST_FUNCTION_ID: Final = "iii-observability::ingest"
 """The function the observability actor registers to receive telemetry, called fire-and-forget.

@@ -148,7 +148,8 @@ BUILTINS: tuple[Builtin, ...] = (
     ),
     Builtin(
         "iii-observability",
-        kind=WorkerKind.IN_PROCESS,
+        actor="actors.observability",
+        manifest="iii-observability",
         block=observability.ObservabilityBlock,
         defaults=observability.DEFAULTS,
         mandatory=True,

@@ -54,7 +54,7 @@ def test_embedded_default_when_no_config_yaml(project: Path) -> None:
         "iii-state": (WorkerKind.ACTOR, "actors.state"),
         "iii-pubsub": (WorkerKind.ACTOR, "actors.pubsub"),
         "configuration": (WorkerKind.ACTOR, "actors.configuration"),
-        "iii-observability": (WorkerKind.IN_PROCESS, None),
+        "iii-observability": (WorkerKind.ACTOR, "actors.observability"),
         "iii-engine-functions": (WorkerKind.IN_PROCESS, None),
     }
     assert config.listeners == (ListenerConfig(host="127.0.0.1", port=49134),)
@@ -249,7 +249,8 @@ def test_mandatory_workers_are_not_duplicated(write: Write) -> None:
     configuration = config.worker("configuration")
     assert configuration is not None and configuration.config["adapter"]["name"] == "fs"
     observability = config.worker("iii-observability")
-    assert observability is not None and observability.kind is WorkerKind.IN_PROCESS
+    assert observability is not None and observability.kind is WorkerKind.ACTOR
+    assert observability.config == {"enabled": False}
 
 
 def test_modules_are_appended_after_workers(write: Write) -> None:
@@ -559,7 +560,7 @@ def test_supervise_on_built_in_actor(write: Write) -> None:
     path = write("config.yaml", "workers:\n  - name: iii-state\n    supervise: {critical: true}\n")
     assert load_config(path, env={}).workers[0].supervise.critical is True
     path = write(
-        "config.yaml", "workers:\n  - name: iii-observability\n    supervise: {critical: true}\n"
+        "config.yaml", "workers:\n  - name: iii-engine-functions\n    supervise: {critical: true}\n"
     )
     assert "runs inside the supervisor process" in load_config(path, env={}).warnings[0]
 
@@ -600,7 +601,7 @@ def test_depends_on_resolves_aliases_and_drops_in_process_targets(write: Write) 
         workers:
           - name: iii-state
           - name: api
-            supervise: {command: x, depends_on: [state, iii-observability, db]}
+            supervise: {command: x, depends_on: [state, iii-engine-functions, db]}
           - name: db
             supervise: {command: y}
         """,
