@@ -158,3 +158,28 @@ def test_namespace_outside_the_session_scope_is_forbidden(rbac: Rbac) -> None:
         }
         ok = invoke(ws, "engine::workers::register", {"name": "scoped", "namespace": "orders"})
         assert ok["result"] == {"success": True}
+
+
+def test_infrastructure_carve_out_is_callable_without_any_grant(client: Any) -> None:
+    """§13.4 step 4: nothing exposes engine::log::*, ::baggage::*, ::channels::create."""
+    assert call(client, "engine::log::info", {"message": "carve-out direct"}) is None
+    call(client, "engine::baggage::get_all")
+    channel = call(client, "engine::channels::create", {"buffer_size": None})
+    assert channel["reader"]["direction"] == "read"
+
+
+def test_rbac_worker_handler_reaches_the_carve_out_while_serving_a_call(rbac: Rbac) -> None:
+    tag = uuid.uuid4().hex[:8]
+    worker = rbac.client("valid-token", f"logger-{tag}")
+    try:
+
+        def handler(data: Any) -> Any:
+            worker.trigger({"function_id": "engine::log::info", "payload": {"message": "in"}})
+            return {"logged": True}
+
+        worker.register_function(f"mine::logger-{tag}", handler)
+        wait_for(lambda: f"mine::logger-{tag}" in rbac.function_ids(), 10)
+        got = rbac.plain.trigger({"function_id": f"mine::logger-{tag}", "payload": {}})
+        assert got == {"logged": True}
+    finally:
+        worker.shutdown()
