@@ -545,13 +545,13 @@ class Bus:
     ) -> None:
         assert entry.builtin is not None
         try:
-            if data is not None and not isinstance(data, dict):
+            if data is not None and not isinstance(data, dict) and not entry.owners:
                 raise InvocationFailed(
                     "deserialization_error",
                     f"Failed to deserialize input for {entry.function_id}: expected an object",
                 )
             ctx = CallContext(self, caller, entry.function_id, entry.namespace)
-            result = entry.builtin(ctx, data or {})
+            result = entry.builtin(ctx, data if entry.owners else data or {})  # owned: HTTP
         except InvocationFailed as exc:
             self.finish(pending, None, error(exc.code, exc.message))
             return

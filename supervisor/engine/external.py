@@ -33,6 +33,7 @@ import trio
 
 from manifests.blocks.http_functions import INVOKE_FUNCTION_ID, REGISTER_FUNCTION_ID
 from supervisor.engine.acks import acknowledge
+from supervisor.engine.descriptor import read_descriptor
 from supervisor.engine.errors import DEFAULT, InvocationFailed
 from supervisor.engine.functions import FunctionEntry
 from transport import messages as m
@@ -187,6 +188,11 @@ class ExternalFunctions:
                 owner.functions.discard(key)
                 bus.observer_directory.function_removed(current, owner)
             functions.remove(current)
+        observe, warnings = read_descriptor(msg.observe)
+        for warning in warnings:
+            log.warning(
+                "registerfunction: " + warning, function_id=msg.id, worker_id=conn.worker_id
+            )
         entry = FunctionEntry(
             function_id=msg.id,
             namespace=key[0],
@@ -196,12 +202,13 @@ class ExternalFunctions:
             response_format=msg.response_format,
             metadata=msg.metadata,
             builtin=self._handler(msg.id, key[0], msg.invocation),
+            observe=observe,
         )
         functions.put(entry)
         conn.functions.add(key)
         bus.functions_changed()
         bus.touch(conn)
-        acknowledge(bus.observer_directory, conn, entry, msg.id, http=True)
+        acknowledge(bus.observer_directory, conn, entry, conn.session.sent_id(msg.id), http=True)
         log.info(
             "HTTP-invoked function registered",
             function_id=msg.id,

@@ -200,6 +200,13 @@ def test_empty_redirect_and_read_to_eof_replies_are_successes(
         assert call(caller, eof, {"n": n})["got"]["n"] == n
 
 
+def test_any_json_payload_is_sent_as_it_is(endpoint: Endpoint, owner: Any, caller: Any) -> None:
+    function_id, _ = register(owner, caller, "anyjson", endpoint.url("/echo"))
+    for payload in ([1, "two", {"three": 3}], "just text", 7, None):
+        assert call(caller, function_id, payload)["got"] == payload
+    assert endpoint.requests_to("/echo")[-1].body == b"null"
+
+
 def test_every_method_sends_the_json_body(endpoint: Endpoint, owner: Any, caller: Any) -> None:
     for method in ("GET", "PUT", "PATCH", "DELETE"):
         function_id, _ = register(

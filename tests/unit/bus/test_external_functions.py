@@ -207,6 +207,14 @@ async def test_a_call_goes_to_the_actor_with_the_invocation_and_its_answer_comes
         assert (reply.invocation_id, reply.function_id) == (inv, "billing::charge")
         assert reply.result == {"charged": True} and reply.error is None
 
+        caller.call("billing::charge", ["not", "an", "object"])  # any JSON: no caller key
+        await trio.testing.wait_all_tasks_blocked()
+        (listed,) = actor.requests()
+        assert listed.data["data"] == ["not", "an", "object"]
+        actor.answer(listed, None)
+        await trio.testing.wait_all_tasks_blocked()
+        assert caller.of(m.InvocationResult)[0].error is None
+
         caller.call("billing::charge", {"sku": "y"})
         await trio.testing.wait_all_tasks_blocked()
         actor.answer(actor.requests()[0], code="http_error", message="HTTP 502 Bad Gateway")
