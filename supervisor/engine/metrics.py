@@ -197,6 +197,23 @@ class CallMetrics:
             self.names[wid] = callee.name
             wseries.add(bucket, failed, now)
 
+    def add_local(
+        self, key: tuple[str, str], count: int, errors: int, duration_ms_sum: float, now: float
+    ) -> None:
+        """Calls a worker ran in-process (``localinvocationstats``, OBSERVE.md §8.2): counted
+        with the routed ones, each at the mean duration of its report (no finer figure
+        travels)."""
+        if count <= 0:
+            return
+        series = self.functions.get(key)
+        if series is None:
+            series = self.functions[key] = Series()
+            if len(self.functions) > MAX_KEYS:
+                del self.functions[next(iter(self.functions))]
+        bucket = bucket_of(max(duration_ms_sum, 0.0) / count / 1000)
+        for i in range(count):
+            series.add(bucket, i < errors, now)
+
     def snapshot(self, now: float) -> dict[str, Any]:
         """The ``engine::calls::stats`` document (PROTOCOL.md has no such call; it is ours)."""
         functions = [

@@ -207,8 +207,13 @@ class ObserveHook:
                 counts.count += _count(row.get("count"))
                 counts.errors += _count(row.get("errors"))
                 total = row.get("duration_ms_sum")
-                if isinstance(total, int | float) and not isinstance(total, bool):
-                    counts.duration_ms_sum += total
+                total = total if isinstance(total, int | float) else 0.0
+                total = 0.0 if isinstance(total, bool) else float(total)
+                counts.duration_ms_sum += total
+                if self.bus.metrics is not None:  # the same RED metrics routed calls feed
+                    key = (conn.ns, row["function_id"])
+                    calls, errors = _count(row.get("count")), _count(row.get("errors"))
+                    self.bus.metrics.add_local(key, calls, errors, total, self.bus.clock())
         drops = msg.dropped_reports if isinstance(msg.dropped_reports, list) else []
         for row in drops:
             if isinstance(row, dict) and isinstance(row.get("function_id"), str):

@@ -178,6 +178,10 @@ def test_local_stats_are_counted_per_function(bus: Bus) -> None:
     counts = hook_of(bus).local[("default", "f")]
     assert (counts.count, counts.errors, counts.duration_ms_sum) == (3, 1, 4.5)
     assert counts.dropped == {"BUFFER_FULL": 2}
+    assert bus.metrics is not None
+    (row,) = [r for r in bus.metrics.snapshot(bus.clock())["functions"] if r["function_id"] == "f"]
+    assert (row["count"], row["errors"]) == (3, 1)
+    assert row["p50_ms"] == pytest.approx(1.5, rel=0.05)
 
 
 def test_observers_get_reports_the_observer_and_not_found(bus: Bus) -> None:
