@@ -144,6 +144,18 @@ class ListenerPolicy:
     on_trigger_type_registration: str | None = None
     middleware_function_id: str | None = None
 
+    @property
+    def machinery(self) -> frozenset[str]:
+        """The function ids this listener calls on its own: auth, hooks, middleware."""
+        ids = (
+            self.auth_function_id,
+            self.on_function_registration,
+            self.on_trigger_registration,
+            self.on_trigger_type_registration,
+            self.middleware_function_id,
+        )
+        return frozenset(i for i in ids if i is not None)
+
     @classmethod
     def from_config(cls, config: Any) -> ListenerPolicy | None:
         """From a ``ListenerBlock``; None when it has neither rbac nor middleware."""

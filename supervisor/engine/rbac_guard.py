@@ -304,6 +304,20 @@ class RbacGuard:
                 log.info("function registration denied by its hook", id=msg.id, reason=str(exc))
                 return None
         stored = session.prefixed(msg.id)
+        current = self.bus.functions.get((conn.ns, stored))
+        if stored in self.policy.machinery or (current is not None and current.builtin):
+            # Stricter than upstream: a client of this listener may not stand in for an engine
+            # built-in or for the functions that guard the listener (when their worker is away).
+            log.warning("RBAC session may not register a reserved function id", id=stored)
+            conn.send(
+                m.RegistrationRejected(
+                    code="FUNCTION_NAMESPACE_CONFLICT",
+                    namespace=conn.ns,
+                    function_id=stored,
+                    owner_worker_id="",
+                )
+            )
+            return None
         if stored != sent:
             session.renamed[stored] = sent
         return attrs.evolve(msg, id=stored)

@@ -102,6 +102,9 @@ def test_no_message_type_reaches_a_non_exposed_function(rbac: Rbac) -> None:
         send(ws, type="registerfunction", id=SECRET)
         assert until(ws, "registrationrejected")["code"] == "FUNCTION_NAMESPACE_CONFLICT"
         send(ws, type="unregisterfunction", id=SECRET)
+        # or stand in for an engine built-in (the carve-out would send others to it)
+        send(ws, type="registerfunction", id="engine::log::info")
+        assert until(ws, "registrationrejected")["function_id"] == "engine::log::info"
         # a trigger type whose bindings could be pointed at it (not allowed for this session)
         send(ws, type="registertriggertype", id="intruder-type", description="x")
         # impersonate the trusted worker, answer calls that are not ours

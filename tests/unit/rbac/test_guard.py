@@ -185,3 +185,24 @@ def test_held_registrations_are_dropped_when_the_connection_leaves() -> None:
             nursery.cancel_scope.cancel()
 
     run(main)
+
+
+def test_rbac_session_cannot_stand_in_for_builtins_or_the_listener_machinery() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(
+            ListenerPolicy(rbac=True, auth_function_id="my::auth", middleware_function_id="my::mw")
+        )
+        conn = pinned(guard)
+        for fid in ("my::auth", "my::mw", "engine::functions::list"):
+            await guard.handle(conn, m.RegisterFunction(id=fid))
+            assert conn._recv is not None
+            rejected = conn._recv.receive_nowait()
+            assert isinstance(rejected, m.RegistrationRejected)
+            assert (rejected.code, rejected.function_id) == ("FUNCTION_NAMESPACE_CONFLICT", fid)
+        assert bus.functions.get(("default", "my::auth")) is None
+        entry = bus.functions.get(("default", "engine::functions::list"))
+        assert entry is not None and entry.builtin is not None
+        await guard.handle(conn, m.RegisterFunction(id="mine::ok"))
+        assert bus.functions.get(("default", "mine::ok")) is not None
+
+    run(main)
