@@ -28,7 +28,7 @@ from tests.integration.http_functions.conftest import (
     register,
 )
 from tests.integration.http_functions.endpoint import ENV, SLOW_SECONDS, Endpoint
-from tests.support import EngineProcess, WorkerProcess, sdk_client, wait_for
+from tests.support import EngineProcess, WorkerProcess, require_sdk025, sdk_client, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -310,3 +310,59 @@ def test_workers_cannot_call_the_actors_functions_directly(caller: Any) -> None:
         err = failure(caller, function_id, payload)
         assert err.code == "FORBIDDEN"
     assert "iii-http-functions::invoke" not in listed(caller)  # internal: hidden by default
+
+
+SDK025_SCRIPT = """
+import json, os, time
+from iii import InitOptions, register_worker
+from iii_helpers.http import HttpAuthHmac, HttpInvocationConfig
+
+w = register_worker(os.environ["III_URL"], InitOptions(worker_name="ext-025", otel={"enabled": False}))
+fid = os.environ["FUNCTION"]
+w.register_function(
+    fid, HttpInvocationConfig(url=os.environ["TARGET"], auth=HttpAuthHmac(secret_key="HF_SECRET"))
+)
+deadline = time.monotonic() + 20
+while True:
+    try:
+        result = w.trigger({"function_id": fid, "payload": {"from": "0.25"}, "timeout_ms": 5000})
+        print("RESULT " + json.dumps(result), flush=True)
+        break
+    except Exception as exc:  # not registered yet: the engine answers function_not_found
+        if time.monotonic() > deadline:
+            print("GAVE UP " + repr(exc), flush=True)
+            break
+        time.sleep(0.1)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_an_sdk_025_worker_registers_and_calls_its_own_http_function(
+    engine: EngineProcess, endpoint: Endpoint, caller: Any, tmp_path: Path
+) -> None:
+    function_id = fresh("sdk025")
+    worker = WorkerProcess(
+        SDK025_SCRIPT,
+        tmp_path,
+        engine.url,
+        python=require_sdk025(),
+        FUNCTION=function_id,
+        TARGET=endpoint.url("/hmac"),
+    )
+    try:
+        line = wait_for(
+            lambda: next(
+                (x for x in worker.output().splitlines() if x.startswith(("RESULT", "GAVE"))),
+                None,
+            ),
+            30.0,
+        )
+        assert line.startswith("RESULT "), worker.output()
+        result = json.loads(line.removeprefix("RESULT "))
+        assert result["verified"] == "/hmac" and result["got"]["from"] == "0.25"
+        assert listed(caller)[function_id]["worker_name"] == "ext-025"
+        # the endpoint was reached through the engine, not run inside the worker
+        assert endpoint.requests_to("/hmac")[-1].json()["from"] == "0.25"
+    finally:
+        worker.stop()
