@@ -96,8 +96,21 @@ class Job:
     failed_at: float | None = None  # when it was dead-lettered
 
     def record(self) -> dict[str, Any]:
-        """A JSON-able copy (the file adapter's snapshot and journal format)."""
-        return attrs.asdict(self)
+        """The file adapter's snapshot and journal format (serialised at once, so ``data`` and
+        ``target`` are not copied)."""
+        return {
+            "id": self.id,
+            "queue": self.queue,
+            "data": self.data,
+            "enqueued_at": self.enqueued_at,
+            "target": self.target,
+            "group": self.group,
+            "attempts": self.attempts,
+            "state": self.state,
+            "due": self.due,
+            "error": self.error,
+            "failed_at": self.failed_at,
+        }
 
     @classmethod
     def from_record(cls, raw: dict[str, Any]) -> Job:

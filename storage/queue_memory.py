@@ -134,9 +134,9 @@ class BuiltinBroker:
         )
         if not self.core.enqueue(job):
             return  # the same id again: already stored
-        self._note("e", job.record())
         self._kick()
         if self.journal is not None:
+            self.journal.note(["e", job.record()])
             await self.journal.commit()
 
     async def publish(self, topic: str, message: Message) -> int:
@@ -151,8 +151,8 @@ class BuiltinBroker:
                 target=message.target(),
                 group=message.group,
             )
-            if self.core.enqueue(job):
-                self._note("e", job.record())
+            if self.core.enqueue(job) and self.journal is not None:
+                self.journal.note(["e", job.record()])
         if queues:
             self._kick()
             if self.journal is not None:

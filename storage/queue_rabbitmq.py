@@ -170,7 +170,8 @@ class RabbitBroker:
         self._confirms: ConfirmTracker[_Op] = ConfirmTracker()
         self._inbox: list[Delivery] = []  # deliveries, handed to trio in one go
         self._answered: list[_Op] = []  # finished operations, likewise
-        self._wake_pending = False
+        self._wake_pending = False  # woken since the thread last drained the queue
+        self._polling = False  # the thread waits in process_data_events (trio must wake it)
         self._consumers: dict[str, Channel] = {}
         self._generation = 0
         self.connected = threading.Event()
@@ -287,7 +288,14 @@ class RabbitBroker:
             self._flush()
             if not self._publisher.is_open:
                 raise pika.exceptions.ChannelWrongStateError("the publishing channel closed")
-            conn.process_data_events(time_limit=0.5)
+            # Trio wakes this thread only while it waits in process_data_events: set before
+            # the last look at the queue, so an operation queued after that look wakes it.
+            self._polling = True
+            try:
+                if self._ops.empty():
+                    conn.process_data_events(time_limit=0.5)
+            finally:
+                self._polling = False
 
     def _run_ops(self) -> None:
         self._wake_pending = False
@@ -397,7 +405,8 @@ class RabbitBroker:
 
     def _post(self, op: _Op) -> None:
         self._ops.put(op)
-        if not self._wake_pending:  # one wake-up per batch: the thread clears it, then drains
+        # A busy thread drains the queue on its own; one wake-up per wait is enough.
+        if self._polling and not self._wake_pending:
             self._wake_pending = True
             self._wake()
 

@@ -79,6 +79,16 @@ class _TriggerType:
     on_unregister: BindingHandler
 
 
+class _Waiter:
+    """One call's answer slot (lighter than a memory channel per call)."""
+
+    __slots__ = ("done", "result")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.result: m.InvocationResult | None = None
+
+
 class BusClient:
     def __init__(self, carrier: Carrier, *, name: str, description: str | None = None) -> None:
         self.carrier = carrier
@@ -88,7 +98,7 @@ class BusClient:
         self._functions: dict[str, tuple[m.RegisterFunction, Handler]] = {}
         self._trigger_types: dict[str, _TriggerType] = {}
         self._bindings: dict[str, TriggerBinding] = {}
-        self._waiters: dict[str, trio.MemorySendChannel[m.InvocationResult]] = {}
+        self._waiters: dict[str, _Waiter] = {}
         self._send, self._recv = trio.open_memory_channel[Any](math.inf)
         self._binding_send, self._binding_recv = trio.open_memory_channel[Any](math.inf)
         self._triggers: dict[str, m.RegisterTrigger] = {}
@@ -213,8 +223,8 @@ class BusClient:
         if traceparent is None and baggage is None:
             traceparent, baggage = current.get()
         inv_id = str(uuid.uuid4())
-        send, recv = trio.open_memory_channel[m.InvocationResult](1)
-        self._waiters[inv_id] = send
+        waiter = _Waiter()
+        self._waiters[inv_id] = waiter
         try:
             self._queue(
                 m.InvokeFunction(
@@ -228,7 +238,9 @@ class BusClient:
                 )
             )
             with trio.move_on_after(timeout):
-                result = await recv.receive()
+                await waiter.done.wait()
+                result = waiter.result
+                assert result is not None
                 if result.error is not None:
                     raise FunctionError(
                         result.error.code, result.error.message, result.error.stacktrace
@@ -342,11 +354,9 @@ class BusClient:
             self._nursery.start_soon(self._run_handler, msg)
         elif isinstance(msg, m.InvocationResult):
             waiter = self._waiters.get(msg.invocation_id)
-            if waiter is not None:
-                try:
-                    waiter.send_nowait(msg)
-                except trio.WouldBlock:
-                    pass
+            if waiter is not None and waiter.result is None:  # the first answer counts
+                waiter.result = msg
+                waiter.done.set()
         elif isinstance(msg, m.SupPing):
             self._queue(m.SupPong(seq=msg.seq))
         elif isinstance(msg, m.RegisterTrigger | m.UnregisterTrigger):
