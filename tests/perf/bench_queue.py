@@ -32,7 +32,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -41,7 +40,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.support import BIN, REPO, EngineProcess, port_open, sdk_client, wait_for
+from tests.support import BIN, REPO, EngineProcess, WorkerProcess, port_open, sdk_client, wait_for
 
 JOBS = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
 ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
@@ -74,6 +73,26 @@ def amqp(vh: str) -> str:
 # -- iii --------------------------------------------------------------------------------------
 
 
+III_CONSUMER = """
+import os, threading
+from iii import InitOptions, register_worker
+N = int(os.environ["BENCH_JOBS"]); MARK = os.environ["BENCH_MARK"]
+lock = threading.Lock(); seen = [0]
+client = register_worker(
+    os.environ["III_URL"], InitOptions(worker_name="bench-consumer", otel={"enabled": False})
+)
+
+def noop(data):
+    with lock:
+        seen[0] += 1
+        if seen[0] == N:
+            open(MARK, "w").close()
+
+client.register_function("bench::noop", noop)
+threading.Event().wait()
+"""
+
+
 def bench_iii(block: dict[str, Any], tmp: Path, tree: str | None = None) -> float:
     from iii import TriggerAction
 
@@ -83,6 +102,10 @@ def bench_iii(block: dict[str, Any], tmp: Path, tree: str | None = None) -> floa
         engine.env["PYTHONPATH"] = tree
     engine.start()
     client = sdk_client(engine.url, "bench-queue")
+    mark = tmp / "done"
+    consumer = WorkerProcess(
+        III_CONSUMER, tmp, engine.url, "consumer", BENCH_JOBS=str(JOBS), BENCH_MARK=str(mark)
+    )
     try:
         listed = lambda: {  # noqa: E731
             f["function_id"]
@@ -91,18 +114,7 @@ def bench_iii(block: dict[str, Any], tmp: Path, tree: str | None = None) -> floa
             ]
         }
         wait_for(lambda: "engine::queue::enqueue" in listed(), 30.0, 0.1)
-        count = [0]
-        done = threading.Event()
-        lock = threading.Lock()
-
-        def noop(data: Any) -> None:
-            with lock:
-                count[0] += 1
-                if count[0] >= JOBS:
-                    done.set()
-
-        client.register_function("bench::noop", noop)
-        wait_for(lambda: "bench::noop" in listed(), 10.0)
+        wait_for(lambda: "bench::noop" in listed(), 30.0, 0.1)
 
         def produce(start: int) -> None:
             for n in range(start, JOBS, PRODUCERS):
@@ -117,10 +129,10 @@ def bench_iii(block: dict[str, Any], tmp: Path, tree: str | None = None) -> floa
         began = time.perf_counter()
         with ThreadPoolExecutor(PRODUCERS) as pool:
             list(pool.map(produce, range(PRODUCERS)))
-        if not done.wait(TIMEOUT):
-            raise TimeoutError(f"iii: {count[0]} of {JOBS} jobs ran")
+        wait_for(mark.exists, TIMEOUT, interval=0.005)
         return time.perf_counter() - began
     finally:
+        consumer.stop()
         client.shutdown()
         engine.stop()
 
