@@ -112,8 +112,12 @@ class StreamService:
 
     # -- custom implementations (create_stream) --------------------------------------------
 
-    async def _custom(self, op: str, stream_name: str, payload: dict[str, Any]) -> Any:
-        """The result of ``stream::<op>(<stream_name>)``, or ``_MISSING`` when none exists."""
+    async def _custom(
+        self, op: str, stream_name: str, payload: dict[str, Any], error_code: str | None = None
+    ) -> Any:
+        """The result of ``stream::<op>(<stream_name>)``, or ``_MISSING`` when none exists.
+        With ``error_code``, the implementation's failure is raised under that code (the
+        writing ops' ``STREAM_<OP>_ERROR``, its message kept); without, as it came."""
         try:
             return await self.client.invoke(
                 f"stream::{op}({stream_name})", payload, timeout=CUSTOM_TIMEOUT
@@ -121,7 +125,9 @@ class StreamService:
         except FunctionError as exc:
             if exc.code == _NOT_FOUND:
                 return _MISSING
-            raise
+            if error_code is None:
+                raise
+            raise FunctionError(error_code, exc.message) from exc
 
     # -- functions ---------------------------------------------------------------------
 
@@ -130,10 +136,7 @@ class StreamService:
         stream, group, item = p.str("stream_name"), p.str("group_id"), p.str("item_id")
         value = p.any("data")
         fields = {"stream_name": stream, "group_id": group, "item_id": item, "data": value}
-        try:
-            custom = await self._custom("set", stream, fields)
-        except FunctionError as exc:
-            raise FunctionError("STREAM_SET_ERROR", exc.message) from exc
+        custom = await self._custom("set", stream, fields, "STREAM_SET_ERROR")
         if custom is not _MISSING:
             old, new = _decode_custom("stream::set", custom, "STREAM_SET_ERROR")
             existed = old is not None
@@ -165,10 +168,7 @@ class StreamService:
         p = Payload("stream::delete", data)
         stream, group, item = p.str("stream_name"), p.str("group_id"), p.str("item_id")
         fields = {"stream_name": stream, "group_id": group, "item_id": item}
-        try:
-            custom = await self._custom("delete", stream, fields)
-        except FunctionError as exc:
-            raise FunctionError("STREAM_DELETE_ERROR", exc.message) from exc
+        custom = await self._custom("delete", stream, fields, "STREAM_DELETE_ERROR")
         if custom is not _MISSING:
             if not isinstance(custom, dict):
                 raise _custom_shape("stream::delete", custom, "STREAM_DELETE_ERROR")
@@ -187,10 +187,7 @@ class StreamService:
         stream, group, item = p.str("stream_name"), p.str("group_id"), p.str("item_id")
         ops = p.any("ops")
         fields = {"stream_name": stream, "group_id": group, "item_id": item, "ops": ops}
-        try:
-            custom = await self._custom("update", stream, fields)
-        except FunctionError as exc:
-            raise FunctionError("STREAM_UPDATE_ERROR", exc.message) from exc
+        custom = await self._custom("update", stream, fields, "STREAM_UPDATE_ERROR")
         if custom is not _MISSING:
             old, new = _decode_custom("stream::update", custom, "STREAM_UPDATE_ERROR")
             out: dict[str, Any] = {"old_value": old, "new_value": new}

@@ -240,6 +240,39 @@ def test_custom_stream_implementation_takes_precedence(
     assert all(e["id"] != s for e in call(c, "stream::list_all", {})["stream"])
 
 
+class Broken(Board):
+    """A custom implementation whose every operation fails."""
+
+    async def get(self, input: StreamGetInput) -> Any | None:
+        raise RuntimeError("board offline")
+
+    async def set(self, input: StreamSetInput) -> StreamSetResult[Any]:
+        raise RuntimeError("board offline")
+
+    async def delete(self, input: StreamDeleteInput) -> StreamDeleteResult:
+        raise RuntimeError("board offline")
+
+
+def test_a_failing_custom_implementation_fails_writes_under_their_stream_error_code(
+    stream_engine: Callable[..., StreamEngine],
+) -> None:
+    engine = stream_engine()
+    c, s = engine.client, name()
+    create_stream(c, s, Broken())
+    wait_for(lambda: f"stream::list_groups({s})" in function_ids(c))
+    item = {"stream_name": s, "group_id": "g", "item_id": "i"}
+    for function_id, extra, code in (  # the SDK registers no custom update
+        ("stream::set", {"data": 1}, "STREAM_SET_ERROR"),
+        ("stream::delete", {}, "STREAM_DELETE_ERROR"),
+    ):
+        with pytest.raises(InvocationError) as failed:
+            call(c, function_id, {**item, **extra})
+        assert (failed.value.code, failed.value.message) == (code, "board offline")
+    with pytest.raises(InvocationError) as read:  # a read passes the failure on as it came
+        call(c, "stream::get", item)
+    assert read.value.code != "STREAM_GET_ERROR" and "board offline" in read.value.message
+
+
 def test_file_based_items_survive_a_restart(stream_engine: Callable[..., StreamEngine]) -> None:
     engine = stream_engine(adapter=ADAPTERS["file_based"])
     c, s = engine.client, name()
