@@ -113,3 +113,43 @@ def test_sdk025_bearer_token_authenticates(rbac: Rbac, tmp_path: Path) -> None:
         assert "'v': 25" in proc.output()
     finally:
         proc.stop()
+
+
+SDK025_TELEMETRY = """
+import os, time
+from iii import register_worker, InitOptions
+w = register_worker(os.environ["RBAC_URL"], InitOptions(worker_name="otel-client"))
+print("RESULT", w.trigger({"function_id": "test::ew::public::echo", "payload": {}}), flush=True)
+time.sleep(30)
+"""
+
+
+def test_sdk025_telemetry_socket_is_authenticated_with_the_same_token(
+    rbac: Rbac, tmp_path: Path
+) -> None:
+    """§15: 0.25 dials /otel on the same listener with the same headers; each socket is
+    authenticated once."""
+    python = require_sdk025()
+    token = f"valid-token-{uuid.uuid4().hex[:8]}"
+    proc = WorkerProcess(
+        SDK025_TELEMETRY,
+        tmp_path,
+        rbac.engine.url,
+        "otel",
+        python=python,
+        RBAC_URL=rbac.rbac_url,
+        III_TOKEN=token,
+        OTEL_ENABLED="true",
+    )
+
+    def auth_calls() -> int:
+        wanted = f"Bearer {token}"
+        return sum(1 for a in rbac.calls()["auth"] if a["headers"].get("authorization") == wanted)
+
+    try:
+        wait_for(lambda: "RESULT" in proc.output(), 20)
+        wait_for(lambda: auth_calls() >= 2, 10)
+        time.sleep(0.5)
+        assert auth_calls() == 2
+    finally:
+        proc.stop()
