@@ -22,9 +22,9 @@ URL = os.environ["III_URL"]
 WORKERS = []
 
 
-def worker(name, **kw):
+def worker(name, url=None, **kw):
     w = register_worker(
-        URL,
+        url or URL,
         InitOptions(worker_name=name, otel={"enabled": False}, enable_metrics_reporting=False, **kw),
     )
     WORKERS.append(w)

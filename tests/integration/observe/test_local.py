@@ -106,6 +106,8 @@ def body():
     rejected = watcher.observe({"function_id": "cron::tick", "args": {"expression": "bad"}},
                                "t::emit")
     check("L7.rejected", state_of(rejected))
+    check("L7.adds", [a["id"] for a in hooks_seen["added"]])
+    check("L7.ids", [emit.id, emit2.id, rejected.id])
 
     owner_side = {o.id: o for o in cron._observe_state("cron::tick").observers()}
     owner_side[emit.id].emit({"n": 1})  # filtered out by the SDK
@@ -151,6 +153,13 @@ def body():
     drop(watcher)
     time.sleep(0.5)
     wait(lambda: watcher._observe_online(), 10)
+
+    def rebound():
+        got = shop.trigger({"function_id": "engine::observers::get", "payload": {"id": again.id}})
+        seen = got["observer"]
+        return seen if seen["state"] == "active" and seen.get("worker_id") == watcher._worker_id else None
+
+    check("R12.engine", wait(rebound, 10))
     check("R12.state", state_of(again))
     shop.trigger({"function_id": "orders::place", "payload": {"r12": True}, "dispatch": "remote"})
     wait(lambda: rec.of("t::reconnect"), 10)
@@ -237,6 +246,8 @@ def test_l7_active_after_the_hook_normal_form_rejection_and_removal(local: Scena
     assert rejected["state"] == "error"
     assert rejected["reason"]["code"] == "INVALID_CRON_EXPRESSION"
     assert local["L7.removed"] is True
+    added = local["L7.adds"]
+    assert all(added.count(oid) == 1 for oid in local["L7.ids"])  # each hook ran once
 
 
 def test_l8_an_emitted_envelope_carries_the_owner_caller_and_the_sidecar(
@@ -268,5 +279,6 @@ def test_l10_a_returning_owner_gets_the_kept_observers_and_held_reports(
 
 
 def test_r12_an_observer_survives_its_workers_reconnect(local: Scenario) -> None:
+    assert local["R12.engine"]["state"] == "active"  # bound to the new connection
     assert local["R12.state"]["state"] == "active"
     assert local["R12.activations"] == 1

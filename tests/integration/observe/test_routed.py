@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.observe.support import Scenario
-from tests.support import EngineProcess
+from tests.support import EngineProcess, free_port
 
 ROUTED = r"""
 def body():
@@ -79,7 +79,7 @@ def body():
             "function_id": "orders::create",
             "on": "error",
             "capture": ["error"],
-            "filters": {"input.tag": {"$eq": "R6"}},
+            "filters": {"input.tag": {"$eq": "R6"}, "error.message": {"$prefix": "card"}},
         },
         "t::error",
     )
@@ -144,6 +144,15 @@ def body():
         except ObserveRejection as exc:
             check("R9." + code, {"raised": exc.code, "state": h.state, "reason": h.reason})
 
+    # FORBIDDEN: a session on an RBAC listener that may not call the source
+    outsider = worker("outsider", url=os.environ["RBAC_URL"])
+    h = outsider.observe({"function_id": "orders::create"}, "public::sink")
+    try:
+        h.ready(10)
+        check("R9.FORBIDDEN", {"raised": None, "state": h.state})
+    except ObserveRejection as exc:
+        check("R9.FORBIDDEN", {"raised": exc.code, "state": h.state, "reason": h.reason})
+
     # R10: no activation after unobserve
     gone = watcher.observe(
         {"function_id": "orders::create", "filters": {"input.tag": {"$eq": "R10"}}}, "t::gone"
@@ -203,9 +212,20 @@ main(body)
 """
 
 
+RBAC_PORT = free_port()
+
+
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    eng = EngineProcess({"workers": []}, tmp_path_factory.mktemp("engine")).start()
+    rbac = {"expose_functions": ['match("public::*")', 'match("engine::functions::list")']}
+    listeners = [
+        {"name": "iii-worker-manager", "config": {"host": "127.0.0.1", "port": free_port()}},
+        {
+            "name": "iii-worker-manager",
+            "config": {"host": "127.0.0.1", "port": RBAC_PORT, "rbac": rbac},
+        },
+    ]
+    eng = EngineProcess({"workers": listeners}, tmp_path_factory.mktemp("engine")).start()
     try:
         yield eng
     finally:
@@ -214,7 +234,9 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
 
 @pytest.fixture(scope="module")
 def routed(engine: EngineProcess, tmp_path_factory: pytest.TempPathFactory) -> Scenario:
-    return Scenario(ROUTED, engine, tmp_path_factory.mktemp("routed"), "routed").run()
+    rbac_url = f"ws://127.0.0.1:{RBAC_PORT}"
+    tmp = tmp_path_factory.mktemp("routed")
+    return Scenario(ROUTED, engine, tmp, "routed", RBAC_URL=rbac_url).run()
 
 
 def test_r1_workerregistered_lists_observe_and_local_dispatch(routed: Scenario) -> None:
@@ -282,7 +304,9 @@ def test_r5_the_activation_frame_carries_depth_caller_and_activation(routed: Sce
     }
 
 
-def test_r6_on_error_fires_only_on_the_failing_call(routed: Scenario) -> None:
+def test_r6_on_error_fires_only_on_the_failing_call_and_filters_read_the_error(
+    routed: Scenario,
+) -> None:
     (act,) = routed["R6.activations"]
     env = act["data"]
     assert env["status"] == "error" and "input" not in env
@@ -305,7 +329,7 @@ def test_r8_a_missing_target_keeps_the_observer_pending_until_it_registers(
     assert routed["R8.activations"] == 1
 
 
-@pytest.mark.parametrize("code", ["SELF_TARGET", "INVALID_ARGS", "INVALID_FILTER"])
+@pytest.mark.parametrize("code", ["SELF_TARGET", "INVALID_ARGS", "INVALID_FILTER", "FORBIDDEN"])
 def test_r9_refusals_end_in_error_with_the_raised_code(routed: Scenario, code: str) -> None:
     seen = routed[f"R9.{code}"]
     assert seen["raised"] == code and seen["state"] == "error"
