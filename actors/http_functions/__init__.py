@@ -14,6 +14,7 @@ import structlog
 
 from actors.http_functions.config import BLOCK, parse_config
 from actors.http_functions.service import HttpFunctions
+from actors.http_functions.wire import one_write_transport
 from actors.runtime import ActorContext
 from manifests.blocks.http_functions import HttpFunctionsBlock
 
@@ -27,7 +28,10 @@ async def serve(ctx: ActorContext[HttpFunctionsBlock]) -> None:
     security = ctx.block.security
     # No redirects (§10.2); no proxy from the environment, so the host that was validated is
     # the host connected to; the timeout is applied per call around the whole exchange.
-    async with httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=None) as client:
+    # Each request leaves in one write (wire.py, §10.2).
+    async with httpx.AsyncClient(
+        transport=one_write_transport(), follow_redirects=False, trust_env=False, timeout=None
+    ) as client:
         HttpFunctions(security, client).register(ctx.client)
         log.info(
             "http functions ready",

@@ -15,6 +15,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,3 +148,53 @@ class Endpoint:
         h.send_header("Content-Length", str(len(raw)))
         h.end_headers()
         h.wfile.write(raw)
+
+
+class RawProbe:
+    """The SDK suite's webhook receiver, as PROTOCOL.md §10.2 describes it: a raw socket that
+    reads 4 KiB at a time until it has seen the end of the headers, takes what came in that
+    same read as the body, answers ``200`` with a JSON body and no Content-Length, and closes.
+    ``bodies`` holds each body as received (``None`` where it was not valid JSON)."""
+
+    def __init__(self) -> None:
+        self.bodies: list[Any] = []
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/hook") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(5)
+                try:
+                    chunk = b""
+                    while b"\r\n\r\n" not in chunk:
+                        data = conn.recv(4096)
+                        if not data:
+                            break
+                        chunk = data if b"\r\n\r\n" in data else chunk + data
+                    body = chunk.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in chunk else b""
+                    try:
+                        self.bodies.append(json.loads(body))
+                    except ValueError:
+                        self.bodies.append(None)
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n"
+                        + json.dumps({"received": True}).encode()
+                    )
+                except OSError:
+                    continue
+
+    def close(self) -> None:
+        self.sock.close()

@@ -27,7 +27,7 @@ from tests.integration.http_functions.conftest import (
     refused_in_log,
     register,
 )
-from tests.integration.http_functions.endpoint import ENV, SLOW_SECONDS, Endpoint
+from tests.integration.http_functions.endpoint import ENV, SLOW_SECONDS, Endpoint, RawProbe
 from tests.support import EngineProcess, WorkerProcess, require_sdk025, sdk_client, wait_for
 
 
@@ -205,6 +205,19 @@ def test_any_json_payload_is_sent_as_it_is(endpoint: Endpoint, owner: Any, calle
     for payload in ([1, "two", {"three": 3}], "just text", 7, None):
         assert call(caller, function_id, payload)["got"] == payload
     assert endpoint.requests_to("/echo")[-1].body == b"null"
+
+
+def test_each_request_reaches_a_single_read_probe_whole(owner: Any, caller: Any) -> None:
+    probe = RawProbe()
+    try:
+        function_id, _ = register(owner, caller, "probe", probe.url())
+        for n in range(20):
+            payload = {"n": n, "pad": "x" * 300}
+            assert call(caller, function_id, payload) == {"received": True}
+            assert probe.bodies[-1] is not None, "the body did not come with the headers"
+            assert payload.items() <= probe.bodies[-1].items()
+    finally:
+        probe.close()
 
 
 def test_every_method_sends_the_json_body(endpoint: Endpoint, owner: Any, caller: Any) -> None:
