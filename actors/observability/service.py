@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import random
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Final
 
@@ -47,6 +46,8 @@ def now_ns() -> int:
 
 
 def engine_version() -> str:
+    from importlib import metadata  # only when asked: it is slow to import
+
     try:
         return metadata.version("iii-supervisor")
     except metadata.PackageNotFoundError:
