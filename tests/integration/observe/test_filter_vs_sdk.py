@@ -230,6 +230,85 @@ def sdk(cases: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return answer
 
 
+def split_path(path: str) -> list[str]:
+    """Segments of a path, unescaped (malformed paths are split loosely: they never compile)."""
+    parts, current, i = [], "", 0
+    while i < len(path):
+        if path[i] == "\\" and i + 1 < len(path):
+            current += path[i + 1]
+            i += 2
+            continue
+        if path[i] == ".":
+            parts.append(current)
+            current = ""
+        else:
+            current += path[i]
+        i += 1
+    return [*parts, current]
+
+
+def place(segments: list[str], value: Any) -> Any:
+    """A value that holds ``value`` at ``segments``: lists for indices, objects otherwise."""
+    for seg in reversed(segments):
+        if seg.isdigit() and seg == str(int(seg)) and int(seg) < 4:
+            value = [None] * int(seg) + [value]
+        else:
+            value = {seg: value}
+    return value
+
+
+def near(operand: Any) -> list[Any]:
+    """Values an operator's operand could (almost) match: the operand and neighbours."""
+    out: list[Any] = [operand]
+    if isinstance(operand, list):
+        out += operand[:2] + [operand]
+    if isinstance(operand, str):
+        out += [operand + "z", "z" + operand, operand[:-1]]
+    if isinstance(operand, int | float) and not isinstance(operand, bool):
+        out += [operand + 1, operand - 1, float(operand)]
+    if isinstance(operand, dict):
+        out += [dict(reversed(list(operand.items())))]
+    return out
+
+
+def aimed(flt: Any, limit: int = 6) -> list[dict[str, Any]]:
+    """Documents aimed at a filter's own paths and operands, so that clauses resolve and
+    operators see values close to their operands (random documents rarely do)."""
+    pairs: list[tuple[str, Any]] = []
+
+    def walk(node: Any, prefix: str | None) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item, prefix)
+        elif isinstance(node, dict):
+            for key, value in node.items():
+                if key in ("$and", "$or", "$not"):
+                    walk(value, prefix)
+                elif key == "$any" and prefix is not None:
+                    if isinstance(value, dict):
+                        for inner, operand in value.items():
+                            if isinstance(inner, str) and inner.startswith("@"):
+                                walk({inner: operand}, prefix + ".0")
+                            else:
+                                pairs.append((prefix + ".0", operand))
+                elif isinstance(key, str) and key.startswith("$") and prefix is not None:
+                    pairs.append((prefix, value))
+                elif isinstance(key, str) and not key.startswith("$"):
+                    path = key
+                    if path.startswith("@") and prefix is not None:
+                        path = prefix + path[1:]
+                    walk(value, path)
+
+    walk(flt, None)
+    docs: list[dict[str, Any]] = []
+    for path, operand in pairs:
+        segments = split_path(path)
+        for value in near(operand)[:3]:
+            root = segments[0]
+            docs.append({root: place(segments[1:], value)})
+    return docs[:limit]
+
+
 def collect() -> list[dict[str, Any]]:
     cases: list[dict[str, Any]] = []
 
@@ -242,7 +321,7 @@ def collect() -> list[dict[str, Any]]:
     )
     @given(filters(), st.lists(documents(), min_size=1, max_size=6))
     def gather(flt: Any, docs: list[dict[str, Any]]) -> None:
-        cases.append({"filter": flt, "docs": docs})
+        cases.append({"filter": flt, "docs": docs + aimed(flt)})
 
     gather()
     probes = [{"input": {"a": 1}}, {"input": "x" * 8170}, {}, {"input": 1e16}]
