@@ -15,7 +15,14 @@ import trio
 if TYPE_CHECKING:
     import trio_websocket
 
-from transport.framing import DEFAULT_MAX_FRAME, FrameDecoder, FrameTooLarge, encode_frame
+from transport.framing import (
+    DEFAULT_MAX_FRAME,
+    FrameDecoder,
+    FrameTooLarge,
+    encode_frame,
+    frame_header,
+)
+from transport.oversize import Oversized
 
 __all__ = ["Carrier", "CarrierClosed", "WebSocketCarrier", "StreamCarrier", "TELEMETRY_PREFIXES"]
 
@@ -74,7 +81,10 @@ class Carrier(Protocol):
     kind: str
     peer: str | None
 
-    async def receive(self) -> bytes | str: ...
+    async def receive(self) -> bytes | str | bytearray | Oversized:
+        """One message: text as ``str`` (or a ``bytearray`` of UTF-8, when assembled from
+        large frames), binary as ``bytes``, or what was kept of one refused as too large."""
+        ...
 
     async def send_many(self, payloads: list[bytes]) -> None: ...
 
@@ -131,12 +141,20 @@ class StreamCarrier:
     kind = "local"
 
     def __init__(
-        self, stream: trio.abc.Stream, *, max_frame: int = DEFAULT_MAX_FRAME, peer: str = "local"
+        self,
+        stream: trio.abc.Stream,
+        *,
+        max_frame: int = DEFAULT_MAX_FRAME,
+        peer: str = "local",
+        refuse_oversized: bool = False,
     ) -> None:
+        """``refuse_oversized``: a frame over ``max_frame`` is skipped and received as an
+        ``Oversized`` (the bus answers ``payload_too_large``) instead of ending the link."""
         self.stream = stream
         self.peer: str | None = peer
-        self._decoder = FrameDecoder(max_frame)
-        self._ready: list[bytes] = []
+        self._decoder = FrameDecoder(max_frame, refuse=refuse_oversized)
+        self.max_message = max_frame
+        self._ready: list[bytes | Oversized] = []
         self._send_lock = trio.Lock()
         self.ping_handler: PingHandler | None = None
         sock = getattr(stream, "socket", None)
@@ -158,7 +176,16 @@ class StreamCarrier:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 raise CarrierClosed() from None
 
-    async def receive(self) -> bytes | str:
+    async def write_large(self, payload: bytes) -> None:
+        """One large payload: its length prefix, then the payload itself (not copied)."""
+        async with self._send_lock:
+            try:
+                await self.stream.send_all(frame_header(len(payload)))
+                await self.stream.send_all(payload)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                raise CarrierClosed() from None
+
+    async def receive(self) -> bytes | str | Oversized:
         while not self._ready:
             data: bytes | bytearray
             if self._fd >= 0:

@@ -23,6 +23,7 @@ import trio
 from transport import codec
 from transport import messages as m
 from transport.carrier import Carrier, CarrierClosed, StreamCarrier, WebSocketCarrier
+from transport.oversize import MAX_MESSAGE, Oversized, too_large_text
 from transport.tracecontext import current, trace_fields
 
 log = structlog.get_logger(__name__)
@@ -322,16 +323,42 @@ class BusClient:
 
     async def _writer(self) -> None:
         async for first in self._recv:
-            batch = [codec.encode(first)]
-            while len(batch) < 256:
+            msgs = [first]
+            while len(msgs) < 256:
                 try:
-                    batch.append(codec.encode(self._recv.receive_nowait()))
+                    msgs.append(self._recv.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
+            batch = [p for p in map(self._encode, msgs) if p is not None]
+            if not batch:
+                continue
             try:
                 await self.carrier.send_many(batch)
             except CarrierClosed:
                 return
+
+    def _encode(self, msg: Any) -> bytes | None:
+        """The message's bytes; over the bus's limit, what SDK 0.25 sends instead: an error
+        result for a result, nothing for a call (whose caller gets the error at once)."""
+        payload = codec.encode(msg)
+        if len(payload) <= MAX_MESSAGE:
+            return payload
+        text = too_large_text(msg.TAG, len(payload), MAX_MESSAGE)
+        log.warning("message over the size limit not sent", tag=msg.TAG, size=len(payload))
+        err = m.ErrorBody("payload_too_large", text)
+        if isinstance(msg, m.InvocationResult):
+            return codec.encode(
+                m.InvocationResult(msg.invocation_id, msg.function_id, None, err, msg.traceparent)
+            )
+        if isinstance(msg, m.InvokeFunction) and msg.invocation_id is not None:
+            waiter = self._waiters.get(msg.invocation_id)
+            if waiter is not None:
+                failed = m.InvocationResult(msg.invocation_id, msg.function_id, None, err)
+                try:
+                    waiter.send_nowait(failed)
+                except trio.WouldBlock:
+                    pass
+        return None
 
     async def _reader(self) -> None:
         while True:
@@ -340,6 +367,8 @@ class BusClient:
             except CarrierClosed:
                 log.info("bus link closed")
                 return
+            if isinstance(raw, Oversized):  # only on a carrier told to refuse, not ours
+                continue
             try:
                 msg = codec.decode(raw)
             except codec.DecodeError as exc:

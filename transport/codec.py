@@ -256,9 +256,9 @@ def _check_uuid(value: str | None, field: str, tag: str, invocation_id: str | No
         ) from None
 
 
-def decode(data: bytes | str) -> Any:
+def decode(data: bytes | bytearray | str) -> Any:
     """Decode one frame. Returns ``None`` for an empty/whitespace frame (ignored by protocol)."""
-    if not data or not data.strip():
+    if not data or (data[:1].isspace() and not data.strip()):  # strip() may copy: 64 MiB
         return None
     try:
         obj = orjson.loads(data)

@@ -5,8 +5,11 @@ parses and builds frames. Why not trio-websocket here (it is still our WebSocket
 writes every message with its own ``send_all`` and moves every inbound message through a
 reader task and a memory channel. A worker connection of the bus sends bursts of small frames
 (many callers, one callee), so this carrier encodes a whole batch into one write, reads in
-place with no extra task, and enforces upstream's two limits separately (16 MiB per frame,
-64 MiB per message).
+place with no extra task, and enforces the message limit (64 MiB, SDK 0.25's). Frames may be
+as long as a message: SDK 0.23 writes every message, however long, as one frame (upstream
+stops at 16 MiB per frame; accepting more costs nothing, the parser streams big frames).
+Messages over 16 MiB go out fragmented as SDK 0.25 sends them (``wsframes.message_frames``),
+written from views of the encoded payload, without copying it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
 from transport.carrier import CLOSE_RECONNECT, CarrierClosed, read_fd, try_write_fd
+from transport.oversize import MAX_MESSAGE, Oversized
 from transport.wsframes import (
     OP_BINARY,
     OP_CLOSE,
@@ -34,12 +38,12 @@ from transport.wsframes import (
     TooBig,
     encode_close,
     encode_frame,
+    message_frames,
 )
 
 log = structlog.get_logger(__name__)
 
-MAX_FRAME = 16 * 1024 * 1024
-MAX_MESSAGE = 64 * 1024 * 1024
+MAX_FRAME = MAX_MESSAGE
 RECEIVE_CHUNK = 256 * 1024
 CLOSE_TOO_BIG = 1009
 CLOSE_DRAIN = 1.0
@@ -70,7 +74,7 @@ class WebSocketServerConnection:
             self.peer: str | None = str(stream.socket.getpeername()[0])
         except (OSError, IndexError):
             self.peer = None
-        self._ready: deque[str | bytes] = deque()
+        self._ready: deque[str | bytes | bytearray | Oversized] = deque()
         self._parser = FrameParser(max_frame=max_frame, max_message=max_message)
         self._open = False
         self._closed = False
@@ -129,7 +133,19 @@ class WebSocketServerConnection:
 
     # -- messages ----------------------------------------------------------------------
 
-    async def receive(self) -> str | bytes:
+    def serve_protocol(self, discard_limit: int | None = None) -> None:
+        """Tune the connection for the worker protocol, whose reader parses JSON anyway.
+
+        From now on a message over the limit is skipped and ``receive`` returns an
+        ``Oversized`` for it (the caller answers ``payload_too_large``) instead of closing the
+        socket with 1009; one that runs past ``discard_limit`` (default: twice the limit)
+        still closes it. A large or fragmented text message is returned as the ``bytearray``
+        it was assembled in (UTF-8 unchecked: the JSON parser checks it), never as ``str``.
+        """
+        self._parser.discard_limit = discard_limit or 2 * self.max_message
+        self._parser.text_as_bytes = True
+
+    async def receive(self) -> str | bytes | bytearray | Oversized:
         while not self._ready:
             if self._closed:
                 raise CarrierClosed()
@@ -151,6 +167,8 @@ class WebSocketServerConnection:
             for item in items:
                 if isinstance(item, Message):
                     self._ready.append(item.data)
+                elif isinstance(item, Oversized):
+                    self._ready.append(item)
                 elif item.opcode == OP_PING:
                     out += encode_frame(OP_PONG, item.payload)
                 elif item.opcode == OP_PONG:
@@ -196,6 +214,18 @@ class WebSocketServerConnection:
         if self._closed:
             raise CarrierClosed()
         await self._write(b"".join([encode_frame(OP_TEXT, p) for p in payloads]))
+
+    async def write_large(self, payload: bytes) -> None:
+        """One large JSON payload as text, fragmented past 16 MiB, written without copies."""
+        if self._closed:
+            raise CarrierClosed()
+        async with self._send_lock:
+            try:
+                for piece in message_frames(OP_TEXT, payload):
+                    await self.stream.send_all(piece)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._closed = True
+                raise CarrierClosed() from None
 
     async def send_message(self, message: str | bytes) -> None:
         if self._closed:

@@ -39,6 +39,7 @@ from actors.stream.events import (
 )
 from transport.carrier import CarrierClosed
 from transport.client import BusClient, FunctionError, TriggerBinding
+from transport.oversize import Oversized
 from transport.wsframes import encode_close
 from transport.wsserver import HandshakeFailed, WebSocketServerConnection
 
@@ -282,6 +283,8 @@ class StreamServer:
                 raw = await ws.receive()
             except CarrierClosed:
                 return
+            if isinstance(raw, Oversized | bytearray):  # only after serve_protocol(), not here
+                continue
             try:
                 msg = parse_client_message(raw)
             except ClientMessageError as exc:

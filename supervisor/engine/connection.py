@@ -4,6 +4,9 @@ A connection never blocks the bus. ``send`` writes straight to the socket when n
 queued or being written and the kernel takes the whole frame (no task switch: the hot path);
 otherwise it enqueues, and a writer task per connection drains the queue onto its carrier in
 order, batching what has piled up. Either way messages leave in the order they were sent.
+A message over ``LARGE`` bytes always goes through the writer, which hands it to the carrier
+whole (fragmented there, written from views: no copies); one over the connection's limit is
+not sent but handed to ``on_oversized`` (the bus answers ``payload_too_large``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,19 @@ import trio
 
 from transport import codec
 from transport.carrier import CarrierClosed
+from transport.oversize import MAX_MESSAGE
 
 log = structlog.get_logger(__name__)
 
 OUTBOX_LIMIT = 100_000  # messages queued for one slow worker before it is cut off
+LARGE = 1024 * 1024  # encoded messages longer than this skip the direct write
+
+
+@attrs.frozen
+class _Large:
+    """An encoded message too long for the direct write, queued for the writer."""
+
+    payload: bytes
 
 
 @attrs.define(eq=False)
@@ -78,6 +90,8 @@ class Connection:
     calls_out: set[str] = attrs.field(factory=set)
     cancel_scope: trio.CancelScope | None = None
     pinger: Callable[[float], Awaitable[bool]] | None = None
+    max_message: int = MAX_MESSAGE  # the longest encoded message this peer is sent
+    on_oversized: Callable[[Connection, Any, int], None] | None = None
     cleaned: trio.Event = attrs.field(factory=trio.Event)
     _send: trio.MemorySendChannel[Any] | None = None
     _recv: trio.MemoryReceiveChannel[Any] | None = None
@@ -86,6 +100,7 @@ class Connection:
     _frame: Callable[[bytes], bytes] | None = None
     _try_write: Callable[[bytes], bytes | None] | None = None
     _write_raw: Callable[[bytes], Awaitable[None]] | None = None
+    _write_large: Callable[[bytes], Awaitable[None]] | None = None
 
     def __attrs_post_init__(self) -> None:
         self._send, self._recv = trio.open_memory_channel(math.inf)
@@ -101,6 +116,7 @@ class Connection:
         write_raw = getattr(carrier, "write_raw", None)
         if frame is not None and try_write is not None and write_raw is not None:
             self._frame, self._try_write, self._write_raw = frame, try_write, write_raw
+        self._write_large = getattr(carrier, "write_large", None)
 
     def send(self, msg: Any, *, batch: bool = False) -> bool:
         """Send or queue a message; False if the connection is closing or hopelessly behind.
@@ -113,10 +129,16 @@ class Connection:
         if not batch and self._try_write is not None and not self._queued and not self._writing:
             assert self._frame is not None
             try:
-                data = self._frame(codec.encode(msg))
+                payload = codec.encode(msg)
             except TypeError as exc:
                 log.error("unencodable message dropped", tag=msg.TAG, error=str(exc))
                 return False
+            if len(payload) > LARGE:
+                if len(payload) > self.max_message:
+                    self._oversized(msg, len(payload))
+                    return False
+                return self._enqueue(_Large(payload))
+            data = self._frame(payload)
             try:
                 rest = self._try_write(data)
             except CarrierClosed:
@@ -129,6 +151,10 @@ class Connection:
             elif not rest:
                 return True
             msg = bytes(rest)  # the unsent tail goes first, before anything queued later
+        return self._enqueue(msg)
+
+    def _enqueue(self, msg: Any) -> bool:
+        assert self._send is not None
         if self._queued >= OUTBOX_LIMIT:
             log.warning("outbox full, cutting off slow worker", worker_id=self.worker_id)
             self.closing = True
@@ -142,38 +168,71 @@ class Connection:
         self._queued += 1
         return True
 
+    def _oversized(self, msg: Any, size: int) -> None:
+        if self.on_oversized is not None:
+            self.on_oversized(self, msg, size)
+        else:
+            log.warning(
+                "oversized message dropped", tag=msg.TAG, size=size, worker_id=self.worker_id
+            )
+
     async def write_loop(self, carrier: Any) -> None:
         """Drain the outbox onto the carrier, batching whatever is already queued."""
         assert self._recv is not None
         recv = self._recv
-        frame = self._frame
         async for first in recv:
             self._writing = True
             msgs = [first]
+            del first  # nothing here may keep a written message alive (64 MiB ones too)
             while len(msgs) < 256:
                 try:
                     msgs.append(recv.receive_nowait())
                 except (trio.WouldBlock, trio.EndOfChannel):
                     break
             self._queued -= len(msgs)
-            batch: list[bytes] = []
-            for msg in msgs:
-                if type(msg) is bytes:  # already framed (the tail of a direct write)
-                    batch.append(msg)
-                    continue
+            try:
+                await self._write_batch(carrier, msgs)
+            finally:
+                self._writing = False
+            del msgs
+
+    async def _write_batch(self, carrier: Any, msgs: list[Any]) -> None:
+        frame = self._frame
+        batch: list[bytes] = []
+        msgs.reverse()
+        while msgs:
+            msg = msgs.pop()
+            if type(msg) is bytes:  # already framed (the tail of a direct write)
+                batch.append(msg)
+                continue
+            if type(msg) is _Large:
+                payload = msg.payload
+            else:
                 try:
                     payload = codec.encode(msg)
                 except TypeError as exc:
                     log.error("unencodable message dropped", tag=msg.TAG, error=str(exc))
                     continue
-                batch.append(frame(payload) if frame is not None else payload)
-            try:
-                if self._write_raw is not None:
-                    await self._write_raw(b"".join(batch))
-                else:
-                    await carrier.send_many(batch)
-            finally:
-                self._writing = False
+                if len(payload) > LARGE and len(payload) > self.max_message:
+                    self._oversized(msg, len(payload))
+                    continue
+            if len(payload) > LARGE and self._write_large is not None:
+                await self._flush(carrier, batch)
+                batch = []
+                del msg
+                await self._write_large(payload)
+                del payload
+                continue
+            batch.append(frame(payload) if frame is not None else payload)
+        await self._flush(carrier, batch)
+
+    async def _flush(self, carrier: Any, batch: list[bytes]) -> None:
+        if not batch:
+            return
+        if self._write_raw is not None:
+            await self._write_raw(b"".join(batch))
+        else:
+            await carrier.send_many(batch)
 
     def close_outbox(self) -> None:
         if self._send is not None:

@@ -19,11 +19,13 @@ import trio
 from supervisor.engine.bus import Bus
 from supervisor.engine.connection import Connection
 from supervisor.engine.errors import DEFAULT, InvocationFailed, error
+from supervisor.engine.oversize import OversizeGuard
 from supervisor.engine.telemetry import TelemetryForwarder
 from supervisor.engine.views import BusEvent, WorkerView
 from transport import codec
 from transport import messages as m
 from transport.carrier import CLOSE_RECONNECT, TELEMETRY_PREFIXES, CarrierClosed, StreamCarrier
+from transport.oversize import MAX_MESSAGE, Oversized
 
 log = structlog.get_logger(__name__)
 
@@ -38,6 +40,7 @@ class BusEdge:
         self._changes = trio.Event()
         self._ping_seq = 0
         self.telemetry = TelemetryForwarder(bus)  # SDK telemetry frames → iii-observability
+        self.oversize = OversizeGuard(bus)
         bus.spawn = self._spawn
         bus.on_changes = self._changes_due
         bus.on_wakeup = self._wake_at
@@ -111,7 +114,8 @@ class BusEdge:
 
     async def serve_local(self, stream: trio.abc.Stream, *, label: str) -> None:
         """Run one actor's local link until it closes, then clean it up."""
-        await self.serve(StreamCarrier(stream, peer=f"local:{label}"), label=label)
+        carrier = StreamCarrier(stream, peer=f"local:{label}", refuse_oversized=True)
+        await self.serve(carrier, label=label)
 
     async def serve(
         self,
@@ -132,6 +136,8 @@ class BusEdge:
         if isinstance(carrier, StreamCarrier):
             carrier.ping_handler = lambda timeout: self._local_ping(conn, timeout)
         conn.pinger = carrier.ping
+        conn.max_message = getattr(carrier, "max_message", MAX_MESSAGE)
+        conn.on_oversized = self.oversize.outbound
         conn.use_carrier(carrier)
         self.bus.attach(conn)
         task_status.started(conn)
@@ -171,14 +177,20 @@ class BusEdge:
             if since_yield >= YIELD_EVERY:
                 since_yield = 0
                 await trio.lowlevel.checkpoint()
-            if type(raw) is not str and raw[:4] in TELEMETRY_PREFIXES:
-                telemetry.offer(raw, conn.worker_id)
-                continue
+            if type(raw) is not str:
+                if type(raw) is Oversized:
+                    self.oversize.inbound(conn, raw)
+                    continue
+                if type(raw) is bytes and raw[:4] in TELEMETRY_PREFIXES:
+                    telemetry.offer(raw, conn.worker_id)
+                    continue
             try:
                 msg = decode(raw)
             except codec.DecodeError as exc:
                 self._bad_frame(conn, exc)
                 continue
+            finally:
+                del raw  # a large message must not outlive its decoding (peak memory)
             if msg is None:
                 continue
             try:
@@ -188,6 +200,7 @@ class BusEdge:
                     await guard.handle(conn, msg)
             except Exception:
                 log.exception("message handling failed", tag=msg.TAG, worker_id=conn.worker_id)
+            msg = None
 
     def _bad_frame(self, conn: Connection, exc: codec.DecodeError) -> None:
         log.warning(

@@ -25,6 +25,7 @@ from supervisor.engine.telemetry import TelemetryForwarder
 from transport import codec
 from transport import messages as m
 from transport.carrier import TELEMETRY_PREFIXES, CarrierClosed
+from transport.oversize import Oversized
 from transport.wsserver import MAX_FRAME, HandshakeFailed, WebSocketServerConnection
 
 log = structlog.get_logger(__name__)
@@ -93,6 +94,7 @@ class Listener:
         path = parts.path or "/"
         if path == "/":
             await ws.accept()
+            ws.serve_protocol()  # oversized messages are answered, not fatal
             if self.guard is None:
                 await self.bus.serve(ws)
                 return
@@ -187,6 +189,8 @@ async def _pump_writer(ws: WebSocketServerConnection, channel: Channel) -> None:
                 item = await ws.receive()
             except CarrierClosed:
                 break
+            if isinstance(item, Oversized | bytearray):  # only after serve_protocol()
+                continue
             try:
                 await channel.send.send(item)
             except (trio.BrokenResourceError, trio.ClosedResourceError):

@@ -25,7 +25,7 @@ class LeanClient:
     def __init__(self, stream: trio.SocketStream) -> None:
         self.stream = stream
         self.parser = FrameParser(max_frame=1 << 26, max_message=1 << 26, masked=False)
-        self.ready: deque[str | bytes] = deque()
+        self.ready: deque[str | bytes | bytearray] = deque()
         self.mask = os.urandom(4)
         self._send_lock = trio.StrictFIFOLock()  # several caller tasks share one socket
         self._fd = stream.socket.fileno()
@@ -74,7 +74,7 @@ class LeanClient:
             b"".join(encode_masked_frame(OP_TEXT, t.encode(), self.mask) for t in texts)
         )
 
-    async def recv(self) -> str | bytes:
+    async def recv(self) -> str | bytes | bytearray:
         while not self.ready:
             # The engine's own read path (one syscall less per message than receive_some).
             data = await read_fd(self._fd, RECEIVE_CHUNK, self._drained)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from transport.framing import FrameDecoder, FrameTooLarge, encode_frame
+from transport.oversize import Oversized
 
 FRAMES = [b'{"type":"ping"}', b"", b"x" * 300, b'{"type":"pong"}']
 STREAM = b"".join(encode_frame(f) for f in FRAMES)
@@ -24,7 +25,7 @@ def test_split_at_every_boundary(cut: int) -> None:
 
 def test_one_byte_at_a_time() -> None:
     dec = FrameDecoder()
-    out: list[bytes] = []
+    out: list[bytes | Oversized] = []
     for i in range(len(STREAM)):
         out += dec.feed(STREAM[i : i + 1])
     assert out == FRAMES
