@@ -343,7 +343,12 @@ class BusClient:
         payload = codec.encode(msg)
         if len(payload) <= MAX_MESSAGE:
             return payload
-        text = too_large_text(msg.TAG, len(payload), MAX_MESSAGE)
+        what = msg.TAG
+        if isinstance(msg, m.InvocationResult):
+            what = f"invocationresult of {msg.function_id}"
+        elif isinstance(msg, m.InvokeFunction):
+            what = f"invokefunction for {msg.function_id}"
+        text = too_large_text(what, len(payload), MAX_MESSAGE)
         log.warning("message over the size limit not sent", tag=msg.TAG, size=len(payload))
         err = m.ErrorBody("payload_too_large", text)
         if isinstance(msg, m.InvocationResult):
@@ -352,12 +357,9 @@ class BusClient:
             )
         if isinstance(msg, m.InvokeFunction) and msg.invocation_id is not None:
             waiter = self._waiters.get(msg.invocation_id)
-            if waiter is not None:
-                failed = m.InvocationResult(msg.invocation_id, msg.function_id, None, err)
-                try:
-                    waiter.send_nowait(failed)
-                except trio.WouldBlock:
-                    pass
+            if waiter is not None and waiter.result is None:
+                waiter.result = m.InvocationResult(msg.invocation_id, msg.function_id, None, err)
+                waiter.done.set()
         return None
 
     async def _reader(self) -> None:

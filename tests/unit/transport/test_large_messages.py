@@ -272,3 +272,36 @@ def test_a_local_frame_over_the_limit_is_skipped_and_reported_when_refusing() ->
     assert after == b"next"
     with pytest.raises(FrameTooLarge):
         FrameDecoder(10_000).feed(wire[:4])
+
+
+# -- the actor client (what our actors send the bus) ------------------------------------------
+
+
+def test_the_actor_client_sends_an_error_instead_of_a_result_over_the_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from transport import client as client_module
+    from transport import codec
+    from transport import messages as m
+
+    monkeypatch.setattr(client_module, "MAX_MESSAGE", 1000)
+    ID1, ID2 = str(uuid.uuid4()), str(uuid.uuid4())
+    bus_client = client_module.BusClient(None, name="t")  # type: ignore[arg-type]
+    small = m.InvocationResult(ID1, "f", "ok")
+    assert bus_client._encode(small) == codec.encode(small)
+    big = m.InvocationResult(ID1, "f", "r" * 2000, None, "tp")
+    sent = bus_client._encode(big)
+    assert sent is not None
+    answer = codec.decode(sent)
+    assert (answer.invocation_id, answer.result, answer.traceparent) == (ID1, None, "tp")
+    assert answer.error.code == "payload_too_large"
+    size = len(codec.encode(big))
+    assert answer.error.message.startswith(
+        f"invocationresult of f is {size} bytes; the limit is 1000 bytes per message"
+    )
+    waiter = client_module._Waiter()
+    bus_client._waiters[ID2] = waiter
+    call = m.InvokeFunction("f", "c" * 2000, ID2)
+    assert bus_client._encode(call) is None  # not sent; its caller gets the error at once
+    assert waiter.done.is_set() and waiter.result is not None
+    assert waiter.result.error is not None and waiter.result.error.code == "payload_too_large"
