@@ -185,6 +185,13 @@ class RbacGuard:
             vetted = await self._trigger_type(conn, session, msg)
         elif kind is m.RegisterTrigger:
             vetted = await self._trigger(conn, session, msg)
+        elif kind is m.UnregisterTrigger:
+            binding = self.bus.bindings.get(msg.id)
+            if binding is not None and binding.owner is not conn:
+                # Stricter than upstream (any connection may remove any binding by id): a
+                # client of this listener removes only its own.
+                log.info("RBAC session may not remove another's binding", id=msg.id)
+                vetted = None
         if vetted is not None and not conn.closing:
             self.bus.handle(conn, vetted)
 

@@ -37,6 +37,19 @@ def trusted_worker_id(rbac: Rbac) -> str:
     return next(w["id"] for w in workers["workers"] if w["name"] == "rbac-worker")
 
 
+def trusted_binding(rbac: Rbac) -> str:
+    found = rbac.plain.trigger(
+        {"function_id": "engine::registered-triggers::list", "payload": {"include_internal": True}}
+    )
+    ids = [
+        b["id"]
+        for b in found["registered_triggers"]
+        if b["function_id"] == "test::rbac-worker::noop"
+    ]
+    assert len(ids) == 1
+    return str(ids[0])
+
+
 def test_no_message_type_reaches_a_non_exposed_function(rbac: Rbac) -> None:
     assert rbac.calls()["secret"] == 0
     with raw(rbac.rbac_url, "valid-token") as ws:
@@ -117,6 +130,7 @@ def test_no_message_type_reaches_a_non_exposed_function(rbac: Rbac) -> None:
             result={"forged": True},
         )
         send(ws, type="registerservice", id="svc")
+        send(ws, type="unregistertrigger", id=trusted_binding(rbac), trigger_type="x")
         send(ws, type="unregistertriggertype", id="engine::workers-available")
         # an observer on an exposed function whose activations would call the secret one
         # (OBSERVE.md §5.2: FORBIDDEN, or dropped where the listener has no rule for it)
@@ -139,6 +153,7 @@ def test_no_message_type_reaches_a_non_exposed_function(rbac: Rbac) -> None:
             first(other)
         time.sleep(0.5)
     assert SECRET in rbac.function_ids()  # not unregistered by the intruder
+    assert trusted_binding(rbac)  # nor the trusted worker's binding removed
     assert "intruder-type" not in {
         t["id"]
         for t in rbac.plain.trigger({"function_id": "engine::triggers::list", "payload": {}})[

@@ -122,6 +122,10 @@ w.register_function("test::ew::granted", lambda d: {"granted": True})
 w.register_function(
     "test::ew::by-metadata", lambda d: {"by_metadata": True}, metadata={"ew_public": True}
 )
+w.register_function("test::rbac-worker::noop", lambda d: None)
+w.register_trigger(
+    {"type": "engine::workers-available", "function_id": "test::rbac-worker::noop", "config": {}}
+)
 print("trusted worker ready", flush=True)
 while True:
     time.sleep(1)
