@@ -1,25 +1,25 @@
 """HTTP-invoked (external) functions, the engine's part (PROTOCOL.md §6.3 step 7, §10).
 
-A ``registerfunction`` with an ``invocation`` is handed to the ``iii-http-functions`` actor,
-which validates it (the URL against its security settings, the auth's environment variable):
-the engine calls ``iii-http-functions::register`` and, once it answers, stores the function
-with the registering connection as its owner (its lease, its lifetime: unregister and
-disconnect remove it as any function) and a handler that makes each call through
-``iii-http-functions::invoke``. A refusal drops the registration with a log line only, as
-upstream does. The registering worker never receives an invocation for it.
+A ``registerfunction`` with an ``invocation`` is stored at once, owned by the registering
+connection (its lease, its lifetime: unregister and departure remove it as any function),
+with a handler that makes each call through the ``iii-http-functions`` actor
+(``iii-http-functions::invoke``, the ``invocation`` in every call: the actor keeps nothing, so
+a restarted one serves every function at once). The registering worker never receives an
+invocation for it.
+
+Upstream validates the registration inline, blocking the connection's reader, so a call sent
+right after the registration finds it. Here the actor validates it (``iii-http-functions::
+register``: the URL against its security settings, with a lookup; the auth's environment
+variable) while the reader goes on; until it answers, calls wait for the answer. A refusal
+removes the function with a log line only (upstream tells the worker nothing either) and the
+calls that waited get ``function_not_found`` naming the reason.
 
 Upstream's component is in-process, loaded before any worker connects; ours is a process that
 starts beside the workers and may restart. So when config.yaml lists ``iii-http-functions``
-(``expected``), a registration that arrives while the actor is not up is held, and sent when the
-actor registers its functions (also one whose validation the actor's departure interrupted);
-when it is not listed and no actor is connected, the registration is dropped with the log line
-"HTTP functions module not loaded", as upstream.
-
-While the actor's answer is pending the connection holds the claim: another connection
-registering the same id is refused as a conflict; an ``unregisterfunction`` or a later
-registration of that id by the same connection, or its departure, discards the answer.
-The actor keeps no registrations: each call carries the ``invocation``, so a restarted actor
-serves every function at once.
+(``expected``), a registration that arrives while the actor is not up waits for it (also one
+whose validation the actor's departure cut short); when it is not listed and no actor is
+connected, the registration is dropped with the log line "HTTP functions module not loaded",
+as upstream.
 """
 
 from __future__ import annotations
@@ -75,9 +75,15 @@ class ExternalHost(Protocol):
 
 @attrs.define(eq=False)
 class _Claim:
+    """One registration and its validation."""
+
     conn: Connection
     msg: m.RegisterFunction
-    sent: bool = False  # asked the actor (False: held until it is up)
+    key: Key
+    entry: FunctionEntry | None = None  # stored at once; a refusal removes it
+    sent: bool = False  # asked the actor (False: waiting for it to be up)
+    refusal: str | None = None  # the actor's reason, once refused
+    settled: trio.Event = attrs.Factory(trio.Event)  # answered (yes or no)
 
 
 # The actor's validation was cut by its departure: ask again when it is back.
@@ -88,30 +94,25 @@ class ExternalFunctions:
     def __init__(self, bus: ExternalHost) -> None:
         self.bus = bus
         self.expected = False  # config.yaml lists iii-http-functions (set by the engine runner)
-        self._claims: dict[Key, _Claim] = {}
+        self._claims: dict[Key, _Claim] = {}  # validations not answered yet
 
     def loaded(self) -> bool:
         return (DEFAULT, REGISTER_FUNCTION_ID) in self.bus.functions
 
-    def claimant(self, key: Key) -> Connection | None:
-        """The live connection whose registration of ``key`` awaits the actor's answer."""
+    def pending(self, key: Key) -> bool:
+        """A registration of ``key`` still awaits the actor's answer."""
         claim = self._claims.get(key)
-        if claim is None:
-            return None
-        if not self.bus.live(claim.conn):
-            del self._claims[key]
-            return None
-        return claim.conn
+        return claim is not None and self._current(claim)
 
-    def withdraw(self, conn: Connection, key: Key) -> None:
-        """``conn`` unregistered or re-registered ``key``: its pending answer no longer counts."""
-        claim = self._claims.get(key)
-        if claim is not None and claim.conn is conn:
-            del self._claims[key]
+    def _current(self, claim: _Claim) -> bool:
+        """The claim's entry is still the one stored (not unregistered, replaced or gone)."""
+        return claim.entry is not None and self.bus.functions.get(claim.key) is claim.entry
 
-    def register(self, conn: Connection, msg: m.RegisterFunction, key: Key) -> None:
-        """The lease checks passed: ask the actor to validate (now, or once it is up), store
-        on its yes."""
+    def register(
+        self, conn: Connection, msg: m.RegisterFunction, key: Key, current: FunctionEntry | None
+    ) -> None:
+        """The lease checks passed: store the function (replacing ``current``) and ask the
+        actor to validate it, now or once it is up."""
         loaded = self.loaded()
         if not loaded and not self.expected:
             log.warning(
@@ -122,68 +123,9 @@ class ExternalFunctions:
                 worker_id=conn.worker_id,
             )
             return
-        claim = _Claim(conn, msg)
-        self._claims[key] = claim
-        if loaded:
-            self._ask(claim, key)
-        else:
-            log.info(
-                "HTTP-invoked function held until iii-http-functions is up",
-                function_id=msg.id,
-                namespace=key[0],
-            )
-
-    def actor_up(self) -> None:
-        """The actor registered its functions: ask about every held registration."""
-        for key, claim in list(self._claims.items()):
-            if not claim.sent:
-                self._ask(claim, key)
-
-    def _ask(self, claim: _Claim, key: Key) -> None:
-        claim.sent = True
-        msg = claim.msg
-        payload = {"function_id": msg.id, "namespace": key[0], "invocation": msg.invocation}
-
-        def answered(result: Any, err: m.ErrorBody | None) -> None:
-            self._answered(claim, key, err)
-
-        self.bus.internal_invoke(REGISTER_FUNCTION_ID, payload, on_done=answered)
-
-    def _answered(self, claim: _Claim, key: Key, err: m.ErrorBody | None) -> None:
-        if self._claims.get(key) is not claim:
-            return  # withdrawn, or superseded by a later registration of the same connection
-        conn, msg = claim.conn, claim.msg
         bus = self.bus
-        if err is not None and err.code in _INTERRUPTED and self.expected and bus.live(conn):
-            claim.sent = False  # the actor left mid-answer: held until it is back (actor_up)
-            return
-        del self._claims[key]
-        if not bus.live(conn):
-            return
-        if err is not None:
-            log.warning(
-                "HTTP-invoked function not registered",
-                function_id=msg.id,
-                namespace=key[0],
-                worker_id=conn.worker_id,
-                code=err.code,
-                reason=err.message,
-            )
-            return
         functions = bus.functions
-        current = functions.get(key)
         if current is not None:
-            holder = current.owner
-            if holder is not None and holder is not conn and bus.live(holder):
-                conn.send(
-                    m.RegistrationRejected(
-                        code="FUNCTION_NAMESPACE_CONFLICT",
-                        namespace=key[0],
-                        function_id=msg.id,
-                        owner_worker_id=holder.worker_id,
-                    )
-                )
-                return
             for owner in current.owners:
                 owner.functions.discard(key)
                 bus.observer_directory.function_removed(current, owner)
@@ -193,7 +135,8 @@ class ExternalFunctions:
             log.warning(
                 "registerfunction: " + warning, function_id=msg.id, worker_id=conn.worker_id
             )
-        entry = FunctionEntry(
+        claim = _Claim(conn, msg, key)
+        claim.entry = FunctionEntry(
             function_id=msg.id,
             namespace=key[0],
             owners=[conn],
@@ -201,14 +144,73 @@ class ExternalFunctions:
             request_format=msg.request_format,
             response_format=msg.response_format,
             metadata=msg.metadata,
-            builtin=self._handler(msg.id, key[0], msg.invocation),
+            builtin=self._handler(claim),
             observe=observe,
         )
-        functions.put(entry)
+        functions.put(claim.entry)
         conn.functions.add(key)
         bus.functions_changed()
-        bus.touch(conn)
-        acknowledge(bus.observer_directory, conn, entry, conn.session.sent_id(msg.id), http=True)
+        self._claims[key] = claim
+        if loaded:
+            self._ask(claim)
+        else:
+            log.info(
+                "HTTP-invoked function waits for iii-http-functions to be up",
+                function_id=msg.id,
+                namespace=key[0],
+            )
+
+    def actor_up(self) -> None:
+        """The actor registered its functions: ask about every waiting registration."""
+        for key, claim in list(self._claims.items()):
+            if not self._current(claim):
+                del self._claims[key]
+                claim.settled.set()
+            elif not claim.sent:
+                self._ask(claim)
+
+    def _ask(self, claim: _Claim) -> None:
+        claim.sent = True
+        msg = claim.msg
+        payload = {"function_id": msg.id, "namespace": claim.key[0], "invocation": msg.invocation}
+
+        def answered(result: Any, err: m.ErrorBody | None) -> None:
+            self._answered(claim, err)
+
+        self.bus.internal_invoke(REGISTER_FUNCTION_ID, payload, on_done=answered)
+
+    def _answered(self, claim: _Claim, err: m.ErrorBody | None) -> None:
+        key, conn, msg = claim.key, claim.conn, claim.msg
+        bus = self.bus
+        current = self._current(claim)
+        if current and err is not None and err.code in _INTERRUPTED and self.expected:
+            claim.sent = False  # the actor left mid-answer: asked again when it is back
+            return
+        if self._claims.get(key) is claim:
+            del self._claims[key]
+        if not current:  # unregistered, replaced or departed meanwhile: the answer is moot
+            claim.settled.set()
+            return
+        assert claim.entry is not None
+        if err is not None:
+            claim.refusal = err.message
+            conn.functions.discard(key)
+            bus.functions.remove(claim.entry)
+            bus.functions_changed()
+            bus.touch(conn)
+            claim.settled.set()
+            log.warning(
+                "HTTP-invoked function not registered",
+                function_id=msg.id,
+                namespace=key[0],
+                worker_id=conn.worker_id,
+                code=err.code,
+                reason=err.message,
+            )
+            return
+        claim.settled.set()
+        sent_id = conn.session.sent_id(msg.id)
+        acknowledge(bus.observer_directory, conn, claim.entry, sent_id, http=True)
         log.info(
             "HTTP-invoked function registered",
             function_id=msg.id,
@@ -216,10 +218,28 @@ class ExternalFunctions:
             worker_id=conn.worker_id,
         )
 
-    def _handler(
-        self, function_id: str, namespace: str, invocation: Any
-    ) -> Callable[[Any, Any], Awaitable[Any]]:
+    def _handler(self, claim: _Claim) -> Callable[[Any, Any], Awaitable[Any]]:
+        msg = claim.msg
+        function_id, namespace, invocation = msg.id, claim.key[0], msg.invocation
+
         async def call(_ctx: Any, data: Any) -> Any:
+            if not claim.settled.is_set():
+                with trio.move_on_after(ANSWER_WAIT):
+                    await claim.settled.wait()
+                if not claim.settled.is_set():
+                    raise InvocationFailed(
+                        "http_request_failed",
+                        f"Cannot call {function_id}: its registration was not validated within "
+                        f"{ANSWER_WAIT:g} s (is iii-http-functions running?)",
+                    )
+            if claim.refusal is not None or not self._current(claim):
+                reason = (
+                    f": its registration was refused ({claim.refusal})" if claim.refusal else ""
+                )
+                raise InvocationFailed(
+                    "function_not_found",
+                    f"Function {function_id} not found in namespace {namespace}{reason}",
+                )
             return await self.call(function_id, namespace, invocation, data)
 
         return call

@@ -180,10 +180,8 @@ class Registrar:
         key = (ns, msg.id)
         functions = self.bus.functions
         current = functions.get(key)
-        external = self.external
-        claimant = external.claimant(key)  # an HTTP-invoked registration being validated
-        if current is not None or claimant is not None:
-            holder = claimant or (current.owner if current is not None else None)
+        if current is not None:
+            holder = current.owner
             if holder is not None and holder is not conn:
                 if self.bus.live(holder):
                     conn.send(
@@ -203,11 +201,9 @@ class Registrar:
                     )
                     return
                 holder.functions.discard(key)
-                if current is not None:
-                    self.bus.observer_directory.function_removed(current, holder)
-        external.withdraw(conn, key)
+                self.bus.observer_directory.function_removed(current, holder)
         if msg.invocation is not None:
-            external.register(conn, msg, key)
+            self.external.register(conn, msg, key, current)
             return
         if current is not None:
             functions.remove(current)
@@ -231,12 +227,10 @@ class Registrar:
         self.bus.functions_changed()
         acknowledge(self.bus.observer_directory, conn, entry, conn.session.sent_id(msg.id))
         if msg.id == REGISTER_FUNCTION_ID and ns == DEFAULT:
-            external.actor_up()
+            self.external.actor_up()
 
     def unregister_function(self, conn: Connection, msg: m.UnregisterFunction) -> None:
-        key = (conn.ns, msg.id)
-        self.external.withdraw(conn, key)
-        entry = self.bus.functions.get(key)
+        entry = self.bus.functions.get((conn.ns, msg.id))
         if entry is not None and conn in entry.owners:
             self._drop_owner(conn, entry)
 

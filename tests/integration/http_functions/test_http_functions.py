@@ -84,6 +84,15 @@ def test_a_local_endpoint_registered_as_a_function_is_callable_from_an_sdk_worke
     assert "transfer-encoding" not in seen.headers and "expect" not in seen.headers
 
 
+def test_a_call_right_after_the_registration_finds_the_function(
+    endpoint: Endpoint, owner: Any
+) -> None:
+    # Upstream validates a registration before it reads the next frame; here the call waits.
+    function_id = fresh("at-once")
+    owner.register_function(function_id, HttpInvocationConfig(url=endpoint.url("/echo")))
+    assert call(owner, function_id, {"now": True})["got"]["now"] is True
+
+
 def test_the_hmac_signature_is_verified_by_the_endpoint(
     endpoint: Endpoint, owner: Any, caller: Any
 ) -> None:

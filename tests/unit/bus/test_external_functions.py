@@ -65,7 +65,7 @@ def test_a_registration_is_validated_by_the_actor_then_owned_by_its_worker(bus: 
         "namespace": "default",
         "invocation": INVOCATION,
     }
-    assert "billing::charge" not in ids(bus)  # not before the actor said yes
+    assert "billing::charge" in ids(bus)  # stored at once: calls wait for the answer
     actor.answer(request, {"function_id": "billing::charge"})
 
     entry = bus.functions[("default", "billing::charge")]
@@ -94,7 +94,7 @@ def test_without_the_actor_configured_the_registration_is_dropped(bus: Bus) -> N
     owner = Worker(bus, "billing")
     owner.register("billing::charge", invocation=INVOCATION)
     assert "billing::charge" not in ids(bus)
-    assert bus.registrar.external.claimant(("default", "billing::charge")) is None
+    assert not bus.registrar.external.pending(("default", "billing::charge"))
 
 
 def test_with_the_actor_configured_a_registration_waits_until_it_is_up(bus: Bus) -> None:
@@ -124,7 +124,7 @@ def test_an_actor_that_leaves_mid_validation_is_asked_again_by_its_successor(bus
     assert bus.functions[("default", "billing::charge")].owners == [owner.conn]
 
 
-def test_the_claim_holds_the_lease_while_the_actor_answers(bus: Bus) -> None:
+def test_the_registration_holds_the_lease_while_the_actor_answers(bus: Bus) -> None:
     actor = Actor(bus)
     actor.up()
     owner = Worker(bus, "billing")
@@ -221,6 +221,33 @@ async def test_a_call_goes_to_the_actor_with_the_invocation_and_its_answer_comes
         await trio.testing.wait_all_tasks_blocked()
         (failed,) = caller.of(m.InvocationResult)
         assert failed.error == m.ErrorBody("http_error", "HTTP 502 Bad Gateway")
+
+        owner.register("billing::late", invocation=INVOCATION)
+        early = caller.call("billing::late", {"sku": "w"})  # sent before the actor answered
+        await trio.testing.wait_all_tasks_blocked()
+        (validation,) = actor.requests()
+        assert validation.function_id == REGISTER_FUNCTION_ID
+        actor.answer(validation, {})
+        await trio.testing.wait_all_tasks_blocked()
+        (forwarded,) = actor.requests()
+        assert forwarded.data["function_id"] == "billing::late"
+        actor.answer(forwarded, {"late": True})
+        await trio.testing.wait_all_tasks_blocked()
+        (waited,) = caller.of(m.InvocationResult)
+        assert (waited.invocation_id, waited.result) == (early, {"late": True})
+
+        owner.register("billing::refused", invocation={"url": "http://10.0.0.1/"})
+        caller.call("billing::refused", {})
+        await trio.testing.wait_all_tasks_blocked()
+        actor.answer(actor.requests()[0], code="url_validation_failed", message="Private IP")
+        await trio.testing.wait_all_tasks_blocked()
+        (refused,) = caller.of(m.InvocationResult)
+        assert refused.error == m.ErrorBody(
+            "function_not_found",
+            "Function billing::refused not found in namespace default: "
+            "its registration was refused (Private IP)",
+        )
+        assert "billing::refused" not in ids(bus)
 
         actor.leave()  # the actor is restarting: a clear error, at once
         caller.call("billing::charge", {"sku": "z"})
