@@ -242,6 +242,31 @@ def _first_error(exc: BaseException) -> str:
     return str(exc)
 
 
+# A ``\\u`` escape of a surrogate that is not half of a pair (SDK 0.25 writes a lone
+# surrogate of a Python string this way; OBSERVE.md §11, item 4). Preceded by an even number of
+# backslashes, so it is an escape and not an escaped backslash followed by "ud800".
+_LONE_SURROGATE = re.compile(
+    rb"(?<!\\)((?:\\\\)*)"
+    rb"(?:\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+)
+
+
+def _without_lone_surrogates(data: bytes | bytearray | str, exc: Exception) -> Any:
+    """Parse again with every lone surrogate escape read as U+FFFD (orjson refuses them,
+    and could not write them back out either); any other error is the frame's."""
+    raw = data.encode() if isinstance(data, str) else bytes(data)
+    if b"\\u" not in raw:
+        raise DecodeError(f"not JSON: {exc}") from None
+    fixed, count = _LONE_SURROGATE.subn(rb"\1\\ufffd", raw)
+    if not count:
+        raise DecodeError(f"not JSON: {exc}") from None
+    try:
+        return orjson.loads(fixed)
+    except orjson.JSONDecodeError as again:
+        raise DecodeError(f"not JSON: {again}") from None
+
+
 _CANONICAL_UUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
 
 
@@ -263,7 +288,7 @@ def decode(data: bytes | bytearray | str) -> Any:
     try:
         obj = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise DecodeError(f"not JSON: {exc}") from None
+        obj = _without_lone_surrogates(data, exc)
     if not isinstance(obj, dict):
         raise DecodeError(f"not a JSON object but {type(obj).__name__}")
     tag = obj.get("type")

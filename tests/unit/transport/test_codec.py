@@ -231,3 +231,31 @@ def test_non_canonical_uuid_forms_are_still_accepted() -> None:
         orjson.dumps({"type": "invokefunction", "function_id": "f", "invocation_id": braces})
     )
     assert msg.invocation_id == braces
+
+
+@pytest.mark.parametrize(
+    ("escaped", "text"),
+    [
+        (r"a\ud800b", "a\ufffdb"),  # a lone high surrogate, as SDK 0.25 writes one
+        (r"\udc80", "\ufffd"),  # a lone low one
+        (r"\ud83d\ude00 \ud83d", "😀 \ufffd"),  # a pair stays a pair
+        (r"\\ud800", "\\ud800"),  # an escaped backslash, then plain text: nothing to fix
+        (r"\\\ud800", "\\\ufffd"),
+    ],
+)
+def test_lone_surrogate_escapes_are_read_as_the_replacement_character(
+    escaped: str, text: str
+) -> None:
+    inv = str(uuid.uuid4())
+    frame = (
+        '{"type":"invocationresult","invocation_id":"' + inv + '","function_id":"f",'
+        '"result":"' + escaped + '"}'
+    )
+    msg = codec.decode(frame)
+    assert msg.result == text
+    assert codec.decode(codec.encode(msg)).result == text  # and it can be sent on
+
+
+def test_a_frame_broken_otherwise_is_still_not_json() -> None:
+    with pytest.raises(codec.DecodeError, match="not JSON"):
+        codec.decode(r'{"type":"ping","x":"\ud800" oops}')
