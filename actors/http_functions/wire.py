@@ -8,6 +8,10 @@ carried its body in the probe's first read. Here the network stream holds what h
 and sends it in one write just before the first read (the response) or a TLS upgrade; the body
 is in memory anyway (the request is built from bytes).
 
+Certificates are verified against certifi's bundle, or the one the engine's environment names
+(``SSL_CERT_FILE`` / ``SSL_CERT_DIR``, as OpenSSL tools read them); no proxy is taken from
+the environment, so the host that was validated is the host connected to.
+
 httpx takes no network backend, so the transport replaces the connection pool its
 constructor built with one that has the same settings and this backend (``_pool`` is httpx's
 own attribute; the probe test in tests/integration/http_functions pins the behaviour).
@@ -92,7 +96,7 @@ def one_write_transport(limits: httpx.Limits = httpx.Limits()) -> httpx.AsyncHTT
     write each."""
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
-        ssl_context=httpx.create_ssl_context(trust_env=False),
+        ssl_context=httpx.create_ssl_context(trust_env=True),  # SSL_CERT_FILE / SSL_CERT_DIR
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,

@@ -27,14 +27,28 @@ from tests.integration.http_functions.conftest import (
     refused_in_log,
     register,
 )
-from tests.integration.http_functions.endpoint import ENV, SLOW_SECONDS, Endpoint, RawProbe
+from tests.integration.http_functions.endpoint import (
+    ENV,
+    SLOW_SECONDS,
+    Endpoint,
+    RawProbe,
+    make_certificate,
+)
 from tests.support import EngineProcess, WorkerProcess, require_sdk025, sdk_client, wait_for
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path] | None:
+    return make_certificate(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="module")
+def engine(
+    tmp_path_factory: pytest.TempPathFactory, certificate: tuple[Path, Path] | None
+) -> Iterator[EngineProcess]:
     config = {"workers": [{"name": "iii-http-functions", "config": {"security": SECURITY}}]}
-    eng = EngineProcess(config, tmp_path_factory.mktemp("httpfn"), env=ENV).start()
+    env = {**ENV, "SSL_CERT_FILE": str(certificate[0])} if certificate else ENV
+    eng = EngineProcess(config, tmp_path_factory.mktemp("httpfn"), env=env).start()
     try:
         yield eng
     finally:
@@ -107,6 +121,44 @@ def test_the_hmac_signature_is_verified_by_the_endpoint(
     err = failure(caller, unsigned)
     assert err.code == "unauthorized"  # the endpoint's own error body, surfaced
     assert "bad signature" in err.message
+
+
+def test_an_https_endpoint_is_called_with_its_certificate_verified(
+    owner: Any, caller: Any, certificate: tuple[Path, Path] | None
+) -> None:
+    if certificate is None:
+        pytest.skip("openssl is needed to make the test certificate")
+    secure = Endpoint(tls=certificate)
+    try:
+        signed, _ = register(
+            owner,
+            caller,
+            "tls",
+            secure.url("/hmac", host="localhost"),
+            auth=HttpAuthHmac(secret_key="HF_SECRET"),
+        )
+        for n in range(3):
+            assert call(caller, signed, {"n": n})["got"]["n"] == n
+        assert [s.verdict for s in secure.requests_to("/hmac")] == ["ok"] * 3
+    finally:
+        secure.close()
+
+
+def test_an_untrusted_certificate_fails_with_http_request_failed(
+    owner: Any, caller: Any, certificate: tuple[Path, Path] | None, tmp_path: Path
+) -> None:
+    stranger = make_certificate(tmp_path) if certificate is not None else None
+    if stranger is None:
+        pytest.skip("openssl is needed to make the test certificate")
+    secure = Endpoint(tls=stranger)  # signed by nobody the engine trusts
+    try:
+        function_id, _ = register(owner, caller, "untrusted", secure.url("/echo", "localhost"))
+        err = failure(caller, function_id)
+        assert err.code == "http_request_failed"
+        assert "CERTIFICATE_VERIFY_FAILED" in err.message
+        assert secure.requests_to("/echo") == []
+    finally:
+        secure.close()
 
 
 def test_a_url_outside_the_allowlist_is_refused_with_url_validation_failed(
