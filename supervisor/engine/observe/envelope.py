@@ -91,15 +91,17 @@ def error_dict(err: m.ErrorBody) -> dict[str, Any]:
 
 
 def routed_document(
-    data: Any, result: Any, err: m.ErrorBody | None, caller: dict[str, Any], metadata: Any
+    data: Any, result: Any, err: m.ErrorBody | None, caller: dict[str, Any] | None, metadata: Any
 ) -> dict[str, Any]:
-    """The document filters read for a routed invocation (§7.1)."""
+    """The document filters read for a routed invocation (§7.1); ``caller`` None: added later
+    (no filter reads it)."""
     doc: dict[str, Any] = {"input": data}
     if err is None:
         doc["output"] = result
     else:
         doc["error"] = error_dict(err)
-    doc["caller"] = caller
+    if caller is not None:
+        doc["caller"] = caller
     if metadata is not None:
         doc["metadata"] = metadata
     return doc

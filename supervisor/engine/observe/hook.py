@@ -16,7 +16,8 @@ import attrs
 import structlog
 
 from supervisor.engine.observe.envelope import caller_of, observe_depth, routed_document
-from supervisor.engine.observe.records import Event, Job, Outcome, on_accepts
+from supervisor.engine.observe.guard import fails, resolve
+from supervisor.engine.observe.records import Event, Job, Outcome
 from supervisor.engine.observe.spec import Compile, Key
 from supervisor.engine.observe.table import ObserverTable
 from supervisor.engine.rbac import RbacSession
@@ -120,7 +121,7 @@ class ObserveHook:
         if watch is not None:
             wire = pending.wire
             source = wire.data if wire is not None else data  # before _caller_worker_id
-            pending.observed = (tuple(watch), source, int(time.time() * 1000))
+            pending.observed = (watch, source, int(time.time() * 1000))
         return None
 
     def on_completion(
@@ -129,17 +130,23 @@ class ObserveHook:
         snapshot = pending.observed
         if snapshot is None:
             return
-        observers, source, started_ms = snapshot
+        watch, source, started_ms = snapshot
         status = "success" if err is None else "error"
         wire = pending.wire
         metadata = wire.metadata if wire is not None else None
-        doc: dict[str, Any] | None = None
+        # the stamped caller only when a filter reads it, or on a match
+        caller = caller_of(pending) if watch.reads_caller else None
+        doc = routed_document(source, result, err, caller, metadata)
         event: Event | None = None
-        for obs in observers:
-            if obs.state != "active" or not on_accepts(obs.spec.on, status):
+        for obs in watch.candidates(doc):
+            if obs.state != "active":
                 continue
-            if doc is None:
-                doc = routed_document(source, result, err, caller_of(pending), metadata)
+            on = obs.spec.on
+            if on != status and on != "complete":
+                continue
+            guard = obs.guard
+            if guard is not None and fails(resolve(doc, guard[0]), guard[1]):
+                continue
             try:
                 matched = obs.spec.compiled.matches(doc)
             except Exception:  # a valid filter never raises; if one does, it does not match
@@ -148,6 +155,8 @@ class ObserveHook:
             if not matched:
                 continue
             if event is None:
+                if "caller" not in doc:
+                    doc["caller"] = caller_of(pending)
                 event = Event(
                     function_id=pending.function_id,
                     namespace=pending.namespace,

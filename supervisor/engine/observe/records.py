@@ -94,6 +94,7 @@ class Observer:
     in_flight: int = 0
     queue: deque[Job] = attrs.field(factory=deque)
     dropped: dict[str, int] = attrs.field(factory=dict)
+    guard: Any = None  # guard.eq_guard of its filter: a cheap pre-check at completion
 
     @property
     def id(self) -> str:

@@ -31,6 +31,7 @@ from supervisor.engine.observe.envelope import (
     observe_depth,
     stamp_caller,
 )
+from supervisor.engine.observe.guard import Watch, eq_guard
 from supervisor.engine.observe.records import (
     ACK_DEADLINE,
     GRACE,
@@ -85,7 +86,9 @@ class ObserverTable:
         self.revisions: dict[Key, int] = {}
         self.owner_ready: dict[Key, Connection] = {}  # got this function's functionregistered
         self.descriptors: dict[Key, ObserveDescriptor] = {}  # of the current registration
-        self.watched: dict[Key, list[Observer]] = {}
+        # per watched function: its active observers, indexed (guard.Watch; a new one on
+        # every change, so a call keeps the one it started with)
+        self.watched: dict[Key, Watch] = {}
         self.tombstones: dict[str, Tombstone] = {}
         self._timers: list[tuple[float, int, str, str]] = []
         self._seq = 0
@@ -158,6 +161,7 @@ class ObserverTable:
             conn=None,
             created_at_ms=self.wall_ms(),
             expires_at=now + spec.expires_in_ms / 1000 if spec.expires_in_ms else None,
+            guard=eq_guard(getattr(spec.compiled, "normal", None)),
         )
         self.observers[spec.id] = obs
         self.by_source.setdefault(spec.source, {})[spec.id] = obs
@@ -236,7 +240,10 @@ class ObserverTable:
             return
         active = [o for o in self.by_source.get(key, {}).values() if o.state == "active"]
         if active:
-            self.watched[key] = active
+            reads_caller = any(
+                "caller" in getattr(o.spec.compiled, "roots", ("caller",)) for o in active
+            )
+            self.watched[key] = Watch(tuple(active), reads_caller)
         else:
             self.watched.pop(key, None)
 

@@ -44,7 +44,7 @@ def test_an_observer_waits_pending_until_source_and_target_register(world: World
     world.register(watcher, "audit::log")
     (changed,) = of(watcher, m.ObserverStateChanged)
     assert (changed.id, changed.state, changed.fires, changed.reason) == ("o1", "active", 0, None)
-    assert world.table.watched[("default", "orders::create")][0].id == "o1"
+    assert world.table.watched[("default", "orders::create")].observers[0].id == "o1"
 
 
 @pytest.mark.parametrize(
