@@ -6,7 +6,8 @@ Paths: ``/echo`` (any auth), ``/bearer``, ``/apikey``, ``/hmac`` (refuse a wrong
 with 401 and an ``error`` body), ``/slow`` (answers after ``SLOW_SECONDS``), ``/text`` (a
 non-JSON 200), ``/empty`` (204), ``/error-json`` (422 with an ``error`` object), ``/error-bad``
 (400 whose ``error`` is a string), ``/error-plain`` (502, plain text), ``/redirect`` (302 to
-``/echo``), ``/eof`` (a JSON 200 without Content-Length, then close, as the SDK suite's probe).
+``/echo``), ``/eof`` (a JSON 200 without Content-Length, then close, as the SDK suite's probe),
+``/truncated`` (a body cut short).
 """
 
 from __future__ import annotations
@@ -151,6 +152,14 @@ class Endpoint:
             h.send_header("Location", "/echo")
             h.send_header("Content-Length", "0")
             h.end_headers()
+        elif path == "/truncated":  # promises 100 bytes, sends 12, hangs up
+            h.send_response(200)
+            h.send_header("Content-Type", "application/json")
+            h.send_header("Content-Length", "100")
+            h.end_headers()
+            h.wfile.write(b'{"partial": ')
+            h.wfile.flush()
+            h.close_connection = True
         elif path == "/eof":
             h.send_response(200)
             h.send_header("Content-Type", "application/json")

@@ -234,6 +234,7 @@ def test_an_auth_variable_missing_from_the_engine_environment_drops_the_registra
         ("/error-json", "out_of_stock", "No more widgets"),
         ("/error-bad", "http_error", "HTTP request failed"),
         ("/error-plain", "http_error", "HTTP 502 Bad Gateway"),
+        ("/truncated", "http_response_failed", "Failed to read the response of"),
     ],
 )
 def test_error_replies_map_to_their_codes(
