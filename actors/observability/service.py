@@ -26,6 +26,7 @@ from actors.observability.spans import SpanStore, group_by, is_internal, list_tr
 from actors.runtime import Payload
 from manifests.blocks.observability import INGEST_FUNCTION_ID
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
+from transport.tracecontext import current, format_traceparent, new_span_id, new_trace_id
 
 __all__ = ["ObservabilityService"]
 
@@ -33,6 +34,7 @@ log = structlog.get_logger("iii-observability")
 worker_log = structlog.get_logger("iii.worker")
 
 TRACE_TICK: Final = 0.3  # §10.4: span activity is coalesced for 300 ms
+DELIVERY_TRACES: Final = 4096  # trace ids of our own trace-trigger deliveries, remembered
 ARCHIVE_EVERY: Final = 1.0
 SWEEP_EVERY: Final = 60.0
 STATS_TIMEOUT: Final = 5.0
@@ -102,6 +104,7 @@ class ObservabilityService:
         self._to_archive: list[dict[str, Any]] = []
         self._changed_traces: dict[str, dict[str, Any]] = {}  # trace id → a span of it
         self._trace_bindings: dict[str, TriggerBinding] = {}
+        self._deliveries: dict[str, None] = {}  # traces that our trace-trigger deliveries made
         self._log_bindings: dict[str, TriggerBinding] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -207,8 +210,9 @@ class ObservabilityService:
             self.export.offer("traces", [s for s in spans if s.get("end_time_unix_nano")])
         if self._trace_bindings:
             for span in spans:
-                if not is_internal(span) and span.get("name") not in self._trace_functions():
-                    self._changed_traces.setdefault(span["trace_id"], span)
+                tid = span["trace_id"]
+                if not is_internal(span) and tid not in self._deliveries:
+                    self._changed_traces.setdefault(tid, span)
 
     def add_log(self, record: dict[str, Any], now: int) -> None:
         if self.logs is None:
@@ -408,9 +412,6 @@ class ObservabilityService:
     async def _unbind_trace(self, binding: TriggerBinding) -> None:
         self._trace_bindings.pop(binding.id, None)
 
-    def _trace_functions(self) -> set[str]:
-        return {b.function_id for b in self._trace_bindings.values()}
-
     def deliver_trace_tick(self) -> int:
         """One coalesced tick: each matching ``trace`` trigger gets the changed trace ids."""
         changed, self._changed_traces = self._changed_traces, {}
@@ -428,11 +429,22 @@ class ObservabilityService:
                 and (not status or str(span.get("status", "")).lower() == str(status).lower())
             ]
             if ids:
-                self.client.invoke_void(
-                    binding.function_id, {"trace_ids": ids}, metadata=binding.metadata
-                )
+                self._deliver_in_own_trace(binding, {"trace_ids": ids})
                 fired += 1
         return fired
+
+    def _deliver_in_own_trace(self, binding: TriggerBinding, payload: Any) -> None:
+        """Deliver in a trace of our own, remembered: its spans (the handler's and whatever it
+        calls) must not count as trace activity, or the trigger would fire on its own output."""
+        trace_id = new_trace_id()
+        self._deliveries[trace_id] = None
+        while len(self._deliveries) > DELIVERY_TRACES:
+            del self._deliveries[next(iter(self._deliveries))]
+        token = current.set((format_traceparent(trace_id, new_span_id()), None))
+        try:
+            self.client.invoke_void(binding.function_id, payload, metadata=binding.metadata)
+        finally:
+            current.reset(token)
 
     async def _workers_event(self, data: Any, ctx: InvocationContext) -> None:
         self.workers.event(data)

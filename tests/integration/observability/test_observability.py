@@ -355,6 +355,26 @@ def test_trace_trigger_gets_the_changed_trace_ids(engine: EngineProcess, client:
         trigger.unregister()
 
 
+def test_a_trace_trigger_does_not_fire_on_its_own_deliveries(
+    engine: EngineProcess, client: Any
+) -> None:
+    got: list[Any] = []
+    fid = f"obs::on-any-trace-{time.monotonic_ns()}"
+    client.register_function(fid, lambda data: got.append(data) or {"seen": True})
+    trigger = client.register_trigger({"type": "trace", "function_id": fid, "config": {}})
+    try:
+        time.sleep(0.3)
+        trace_id = new_trace_id()
+        with telemetry_socket(engine.url) as ws:
+            ws.send(frame(b"OTLP", traces_body([span(trace_id, new_span_id(), "once")])))
+        wait_for(lambda: any(trace_id in d["trace_ids"] for d in got), timeout=10)
+        settled = len(got)
+        time.sleep(1.5)  # five ticks: each delivery's own spans would have fired one more
+        assert len(got) == settled, got[settled:]
+    finally:
+        trigger.unregister()
+
+
 def test_traces_clear_empties_the_store(engine: EngineProcess, client: Any) -> None:
     trace_id = new_trace_id()
     with telemetry_socket(engine.url) as ws:
