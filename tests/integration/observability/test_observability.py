@@ -360,7 +360,12 @@ def test_a_trace_trigger_does_not_fire_on_its_own_deliveries(
 ) -> None:
     got: list[Any] = []
     fid = f"obs::on-any-trace-{time.monotonic_ns()}"
-    client.register_function(fid, lambda data: got.append(data) or {"seen": True})
+
+    def seen(data: Any) -> dict[str, bool]:
+        got.append(data)
+        return {"seen": True}
+
+    client.register_function(fid, seen)
     trigger = client.register_trigger({"type": "trace", "function_id": fid, "config": {}})
     try:
         time.sleep(0.3)
