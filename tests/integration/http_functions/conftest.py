@@ -47,6 +47,14 @@ def register(owner: Any, caller: Any, name: str, url: str, **config: Any) -> tup
     return function_id, ref
 
 
+def validated(engine: EngineProcess, function_id: str) -> bool:
+    """The actor accepted the registration (the engine lists it before: calls wait)."""
+    return any(
+        function_id in line and "HTTP-invoked function registered" in line
+        for line in engine.log_text().splitlines()
+    )
+
+
 def call(client: Any, function_id: str, payload: Any, timeout_ms: int = 10_000) -> Any:
     return client.trigger(
         {"function_id": function_id, "payload": payload, "timeout_ms": timeout_ms}

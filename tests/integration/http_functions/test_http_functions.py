@@ -11,6 +11,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from tests.integration.http_functions.conftest import (
     listed,
     refused_in_log,
     register,
+    validated,
 )
 from tests.integration.http_functions.endpoint import (
     ENV,
@@ -176,15 +178,32 @@ def test_a_url_outside_the_allowlist_is_refused_with_url_validation_failed(
 
 
 def test_a_slow_endpoint_times_out_with_http_request_failed(
-    endpoint: Endpoint, owner: Any, caller: Any
+    engine: EngineProcess, endpoint: Endpoint, owner: Any, caller: Any
 ) -> None:
     function_id, _ = register(owner, caller, "slow", endpoint.url("/slow"), timeout_ms=300)
+    wait_for(lambda: validated(engine, function_id), 20.0)  # time the call alone
     started = time.monotonic()
     err = failure(caller, function_id)
     elapsed = time.monotonic() - started
     assert err.code == "http_request_failed"
     assert "timed out after 300 ms" in err.message
     assert elapsed < SLOW_SECONDS  # cut at the timeout, not at the endpoint's answer
+
+
+def test_a_slow_endpoint_does_not_hold_up_other_calls(
+    engine: EngineProcess, endpoint: Endpoint, owner: Any, caller: Any
+) -> None:
+    slow, _ = register(owner, caller, "slow-ok", endpoint.url("/slow"), timeout_ms=10_000)
+    fast, _ = register(owner, caller, "fast", endpoint.url("/echo"))
+    wait_for(lambda: validated(engine, slow) and validated(engine, fast), 20.0)
+    with ThreadPoolExecutor(1) as pool:
+        late = pool.submit(call, caller, slow, {"a": 1})
+        wait_for(lambda: endpoint.requests_to("/slow"), 5.0)  # the slow request is out
+        started = time.monotonic()
+        assert call(caller, fast, {"b": 2})["got"]["b"] == 2
+        assert time.monotonic() - started < SLOW_SECONDS / 2
+        assert not late.done()
+        assert late.result(timeout=10) == {"late": True}
 
 
 # -- auth ---------------------------------------------------------------------------------------
