@@ -180,6 +180,7 @@ class WebSocketServerConnection:
                         int.from_bytes(item.payload[:2], "big") if len(item.payload) >= 2 else 1000
                     )
                     self._close_code = code
+                    log.debug("websocket closed by the peer", peer=self.peer, code=code)
                     out += encode_close(code if code not in (1005, 1006, 1015) else 1000)
                     self._closed = True
                     break

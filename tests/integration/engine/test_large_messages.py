@@ -65,7 +65,7 @@ def call(function_id, payload):
 started = time.monotonic()
 try:
     if os.environ["MODE"] == "echo":
-        out = call("big::echo", {"text": text})["text"]
+        out = call(os.environ.get("FUNCTION", "big::echo"), {"text": text})["text"]
     else:
         scope = os.environ["SCOPE"]
         call("state::set", {"scope": scope, "key": "big", "value": text})
@@ -311,3 +311,43 @@ def test_023_worker_whose_escaped_30_mib_exceed_the_limit_gets_payload_too_large
     assert str(LIMIT) in info.value.message
     small = client.trigger({"function_id": "big::measure", "payload": {"text": "ok"}})
     assert small["bytes"] == 2
+
+
+SMALL_023_WORKER = """
+import os, time
+from iii import register_worker, InitOptions
+w = register_worker(os.environ["III_URL"], InitOptions(worker_name="echo-0.23"))
+w.register_function("small::echo", lambda data: data)
+while True:
+    time.sleep(1)
+"""
+
+
+def test_a_message_over_1_mib_to_an_023_worker_costs_it_its_connection(
+    engine: EngineProcess, client: Any, echo: WorkerProcess, tmp_path: Path
+) -> None:
+    """0.23 reads at most 1 MiB (websockets' default): the engine still sends a bigger
+    message (0.23 declares no large-messages.v1, but neither may other clients that read
+    more: OBSERVE.md §11 item 3), the worker closes with 1009 and reconnects, and the caller
+    gets the error of a callee that went away."""
+    worker = WorkerProcess(SMALL_023_WORKER, tmp_path, engine.url, "small")
+    try:
+        wait_functions(client, "small::echo")
+        result, after = run_caller(
+            engine, tmp_path, MODE="echo", BYTES=str(2 * MIB), FUNCTION="small::echo"
+        )
+        assert result == {
+            "ok": False,
+            "code": "invocation_stopped",
+            "message": "Invocation stopped",
+        }
+        assert after == {"small": 1}
+        wait_functions(client, "small::echo")  # it came back
+    finally:
+        worker.stop()
+    closes = [
+        json.loads(line)
+        for line in engine.log_text().splitlines()
+        if "websocket closed by the peer" in line
+    ]
+    assert any(c.get("code") == 1009 for c in closes), closes  # "message too big"
