@@ -150,6 +150,9 @@ class ExternalFunctions:
         functions.put(claim.entry)
         conn.functions.add(key)
         bus.functions_changed()
+        earlier = self._claims.get(key)
+        if earlier is not None:
+            earlier.settled.set()  # replaced: calls that waited on it find it gone
         self._claims[key] = claim
         if loaded:
             self._ask(claim)
