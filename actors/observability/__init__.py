@@ -41,9 +41,7 @@ async def serve(ctx: ActorContext[ObservabilityBlock]) -> None:
     block = ctx.block if ctx.raw else parse_config(observability.DEFAULTS)
     settings = resolve(block, os.environ)
     async with trio.open_nursery() as nursery:
-        service = ObservabilityService(
-            ctx.client, settings, data_dir=ctx.data_dir, rng=random.Random()
-        )
+        service = ObservabilityService(ctx.client, settings, rng=random.Random())
         await service.start(nursery)
         log.info(
             "observability ready",

@@ -57,9 +57,7 @@ def engine_version() -> str:
 
 
 class ObservabilityService:
-    def __init__(
-        self, client: BusClient, settings: Settings, *, data_dir: Path, rng: random.Random
-    ) -> None:
+    def __init__(self, client: BusClient, settings: Settings, *, rng: random.Random) -> None:
         self.client = client
         self.settings = settings
         self.rng = rng
@@ -83,9 +81,9 @@ class ObservabilityService:
         )
         self.archive = None
         if s.enabled and s.archive is not None:
-            directory = Path(s.archive.directory)
+            # Relative to the working directory, as upstream's ./data/observability/traces.
             self.archive = TraceArchive(
-                directory if directory.is_absolute() else data_dir.parent / directory,
+                Path(s.archive.directory).absolute(),
                 max_disk_bytes=s.archive.max_disk_bytes,
                 retention_seconds=s.archive.retention_seconds,
             )

@@ -48,7 +48,7 @@ class Settings:
     protocol: Literal["grpc", "http"]  # traces and metrics; logs always go over HTTP
     sampling_ratio: float
     memory_max_spans: int
-    memory_max_bytes: int | None
+    memory_max_bytes: int
     archive: ArchiveSettings | None
     metrics_enabled: bool
     metrics_exporter: Literal["memory", "otlp"]
@@ -117,11 +117,11 @@ def resolve(block: ObservabilityBlock, env: Mapping[str, str]) -> Settings:
             max_disk_bytes=max(MIN_DISK_BYTES, disk),
             retention_seconds=storage.retention_seconds or _DEFAULT_STORAGE.retention_seconds,
         )
-    memory_bytes = None
-    if storage is not None and storage.enabled:
-        memory_bytes = max(
-            MIN_MEMORY_BYTES, storage.memory_max_bytes or _DEFAULT_STORAGE.memory_max_bytes
-        )
+    # The hot store is always bounded by bytes too (upstream only with the archive on): the
+    # seed's 1,000,000 spans could otherwise hold gigabytes.
+    memory_bytes = _DEFAULT_STORAGE.memory_max_bytes
+    if storage is not None and storage.memory_max_bytes:
+        memory_bytes = max(MIN_MEMORY_BYTES, storage.memory_max_bytes)
     exporter = block.exporter or _exporter(env.get("OTEL_EXPORTER_TYPE"))
     protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc").strip().lower()
     sampling = block.sampling

@@ -344,6 +344,10 @@ def test_archive_limits_are_clamped() -> None:
     assert s.archive is not None
     assert (s.archive.max_disk_bytes, s.archive.retention_seconds) == (MIN_DISK_BYTES, 2_592_000)
     assert resolve(parse_config({"trace_storage": {"enabled": False}}), {}).archive is None
+    # The hot store is bounded by bytes with or without the archive.
+    assert resolve(parse_config({}), {}).memory_max_bytes == 268_435_456
+    small = parse_config({"trace_storage": {"enabled": False, "memory_max_bytes": 1}})
+    assert resolve(small, {}).memory_max_bytes == 16 * 1024 * 1024
 
 
 @pytest.mark.parametrize(
