@@ -51,6 +51,59 @@ def eq_guard(normal: Any) -> Guard | None:
     return None
 
 
+_ORDER: dict[str, Any] = {
+    "$gt": lambda a, b: a > b,
+    "$gte": lambda a, b: a >= b,
+    "$lt": lambda a, b: a < b,
+    "$lte": lambda a, b: a <= b,
+}
+RangeGuard = tuple[tuple[str, ...], Any, Any]  # (path segments, comparison, operand)
+
+
+def range_guard(normal: Any) -> RangeGuard | None:
+    """The first top-level ``{path: {"$gt"|"$gte"|"$lt"|"$lte": number or string}}`` clause."""
+    if not isinstance(normal, dict) or not isinstance(normal.get("$and"), list):
+        return None
+    for clause in normal["$and"]:
+        if not isinstance(clause, dict) or len(clause) != 1:
+            continue
+        ((path, ops),) = clause.items()
+        if not isinstance(path, str) or path.startswith("$") or "\\" in path:
+            continue
+        if not isinstance(ops, dict):
+            continue
+        segments = tuple(path.split("."))
+        if segments[0] not in ROOTS or not all(segments):
+            continue
+        for op, operand in ops.items():
+            if (
+                op in _ORDER
+                and isinstance(operand, str | int | float)
+                and type(operand) is not bool
+            ):
+                return segments, _ORDER[op], operand
+    return None
+
+
+def range_fails(value: Any, holds: Any, operand: Any) -> bool:
+    """True only if the comparison ``value <op> operand`` surely does not hold (§10.4)."""
+    kind = type(value)
+    if kind is type(operand):  # the common case: one comparison
+        if kind is str or (kind is int and -_EXACT <= value <= _EXACT):
+            return not holds(value, operand)
+    if value is ABSENT:
+        return True
+    if isinstance(operand, str):
+        return not isinstance(value, str) or not holds(value, operand)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return True
+    if isinstance(value, float) and not math.isfinite(value):
+        return False  # read as null: let the evaluator decide
+    if isinstance(value, int) and value.bit_length() > 1023:
+        return False
+    return not holds(float(value), float(operand))
+
+
 def resolve(doc: dict[str, Any], segments: tuple[str, ...]) -> Any:
     """The value at ``segments`` (§10.3 rule 5), or ``ABSENT``."""
     value: Any = doc

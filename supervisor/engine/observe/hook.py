@@ -16,7 +16,7 @@ import attrs
 import structlog
 
 from supervisor.engine.observe.envelope import caller_of, observe_depth, routed_document
-from supervisor.engine.observe.guard import fails, resolve
+from supervisor.engine.observe.guard import fails, range_fails, resolve
 from supervisor.engine.observe.records import Event, Job, Outcome
 from supervisor.engine.observe.spec import Compile, Key
 from supervisor.engine.observe.table import ObserverTable
@@ -138,6 +138,7 @@ class ObserveHook:
         caller = caller_of(pending) if watch.reads_caller else None
         doc = routed_document(source, result, err, caller, metadata)
         event: Event | None = None
+        values: dict[tuple[str, ...], Any] = {}  # guard paths resolved once per call
         for obs in watch.candidates(doc):
             if obs.state != "active":
                 continue
@@ -145,8 +146,21 @@ class ObserveHook:
             if on != status and on != "complete":
                 continue
             guard = obs.guard
-            if guard is not None and fails(resolve(doc, guard[0]), guard[1]):
-                continue
+            if guard is not None:
+                path = guard[0]
+                value = (
+                    values[path] if path in values else values.setdefault(path, resolve(doc, path))
+                )
+                if fails(value, guard[1]):
+                    continue
+            order = obs.order_guard
+            if order is not None:
+                path = order[0]
+                value = (
+                    values[path] if path in values else values.setdefault(path, resolve(doc, path))
+                )
+                if range_fails(value, order[1], order[2]):
+                    continue
             try:
                 matched = obs.spec.compiled.matches(doc)
             except Exception:  # a valid filter never raises; if one does, it does not match

@@ -95,6 +95,7 @@ class Observer:
     queue: deque[Job] = attrs.field(factory=deque)
     dropped: dict[str, int] = attrs.field(factory=dict)
     guard: Any = None  # guard.eq_guard of its filter: a cheap pre-check at completion
+    order_guard: Any = None  # guard.range_guard of its filter: another one
 
     @property
     def id(self) -> str:

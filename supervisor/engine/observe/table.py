@@ -31,7 +31,7 @@ from supervisor.engine.observe.envelope import (
     observe_depth,
     stamp_caller,
 )
-from supervisor.engine.observe.guard import Watch, eq_guard
+from supervisor.engine.observe.guard import Watch, eq_guard, range_guard
 from supervisor.engine.observe.records import (
     ACK_DEADLINE,
     GRACE,
@@ -162,6 +162,7 @@ class ObserverTable:
             created_at_ms=self.wall_ms(),
             expires_at=now + spec.expires_in_ms / 1000 if spec.expires_in_ms else None,
             guard=eq_guard(getattr(spec.compiled, "normal", None)),
+            order_guard=range_guard(getattr(spec.compiled, "normal", None)),
         )
         self.observers[spec.id] = obs
         self.by_source.setdefault(spec.source, {})[spec.id] = obs

@@ -94,3 +94,23 @@ def test_a_watch_offers_every_observer_that_matches_and_skips_those_that_cannot(
     skipped = watch.candidates({"input": {"op": "update", "n": 7}})
     assert observers[0] not in skipped and observers[1] not in skipped
     assert observers[2] not in skipped and observers[6] in skipped
+
+
+@pytest.mark.parametrize(
+    ("path", "op", "operand"),
+    list(
+        itertools.product(PATHS, ["$gt", "$gte", "$lt", "$lte"], [0, 1, -0.0, 2**53, "", "a", "😀"])
+    ),
+)
+def test_a_range_guard_that_fails_means_the_filter_does_not_match(
+    path: str, op: str, operand: Any
+) -> None:
+    from supervisor.engine.observe.guard import range_fails, range_guard
+
+    compiled = compile_filter({path: {op: operand}, "metadata.z": {"$ne": 1}})
+    guard = range_guard(compiled.normal)
+    assert guard is not None and guard[0] == tuple(path.split(".")) and guard[2] == operand
+    for value in [*VALUES, 0.5, -1, "b", "A"]:
+        for doc in docs(value):
+            if range_fails(resolve(doc, guard[0]), guard[1], guard[2]):
+                assert not compiled.matches(doc), (path, op, operand, doc)
