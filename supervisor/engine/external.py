@@ -108,6 +108,14 @@ class ExternalFunctions:
         """The claim's entry is still the one stored (not unregistered, replaced or gone)."""
         return claim.entry is not None and self.bus.functions.get(claim.key) is claim.entry
 
+    def released(self, entry: FunctionEntry) -> None:
+        """``entry`` left the table (unregistered, replaced, its owner gone): if it was still
+        being validated, the calls that wait on it end now (``function_not_found``)."""
+        claim = self._claims.get(entry.key)
+        if claim is not None and claim.entry is entry:
+            del self._claims[entry.key]
+            claim.settled.set()
+
     def register(
         self, conn: Connection, msg: m.RegisterFunction, key: Key, current: FunctionEntry | None
     ) -> None:
@@ -130,6 +138,7 @@ class ExternalFunctions:
                 owner.functions.discard(key)
                 bus.observer_directory.function_removed(current, owner)
             functions.remove(current)
+            self.released(current)
         observe, warnings = read_descriptor(msg.observe)
         for warning in warnings:
             log.warning(
@@ -150,9 +159,6 @@ class ExternalFunctions:
         functions.put(claim.entry)
         conn.functions.add(key)
         bus.functions_changed()
-        earlier = self._claims.get(key)
-        if earlier is not None:
-            earlier.settled.set()  # replaced: calls that waited on it find it gone
         self._claims[key] = claim
         if loaded:
             self._ask(claim)

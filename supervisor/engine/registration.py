@@ -207,6 +207,7 @@ class Registrar:
             return
         if current is not None:
             functions.remove(current)
+            self.external.released(current)
         observe, warnings = read_descriptor(msg.observe)
         for warning in warnings:
             log.warning(
@@ -241,6 +242,7 @@ class Registrar:
         if not entry.owners:
             self.bus.functions.remove(entry)
             self.bus.functions_changed()
+            self.external.released(entry)
 
     def register_service(self, conn: Connection, msg: m.RegisterService) -> None:
         self.bus.services[(conn.ns, msg.id)] = {

@@ -257,3 +257,41 @@ async def test_a_call_goes_to_the_actor_with_the_invocation_and_its_answer_comes
         assert "HTTP functions module not loaded" in down.error.message
         assert owner.of(m.InvokeFunction) == []
         nursery.cancel_scope.cancel()
+
+
+async def test_calls_waiting_on_a_replaced_registration_end_at_once(bus: Bus) -> None:
+    async with trio.open_nursery() as nursery:
+        bus.spawn = nursery.start_soon
+        bus.registrar.external.expected = True  # the actor is not up: validations wait
+        owner = Worker(bus, "billing")
+        owner.register("billing::charge", invocation=INVOCATION)
+        caller = Worker(bus, "shop")
+        caller.call("billing::charge", {"sku": "x"})
+        await trio.testing.wait_all_tasks_blocked()
+        assert caller.of(m.InvocationResult) == []  # waiting for the validation
+        owner.register("billing::charge")  # replaced by a handler of its own
+        await trio.testing.wait_all_tasks_blocked()
+        (ended,) = caller.of(m.InvocationResult)
+        assert ended.error is not None and ended.error.code == "function_not_found"
+        nursery.cancel_scope.cancel()
+
+
+async def test_calls_waiting_on_an_unregistered_registration_end_at_once(bus: Bus) -> None:
+    async with trio.open_nursery() as nursery:
+        bus.spawn = nursery.start_soon
+        bus.registrar.external.expected = True
+        owner = Worker(bus, "billing")
+        caller = Worker(bus, "shop")
+        for replace in (
+            lambda: owner.register("billing::charge", invocation={"url": "https://b.example/"}),
+            lambda: owner.send(m.UnregisterFunction(id="billing::charge")),
+        ):
+            owner.register("billing::charge", invocation=INVOCATION)
+            caller.call("billing::charge", {"sku": "x"})
+            await trio.testing.wait_all_tasks_blocked()
+            assert caller.of(m.InvocationResult) == []
+            replace()
+            await trio.testing.wait_all_tasks_blocked()
+            (ended,) = caller.of(m.InvocationResult)
+            assert ended.error is not None and ended.error.code == "function_not_found"
+        nursery.cancel_scope.cancel()
