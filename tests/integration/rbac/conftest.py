@@ -43,11 +43,12 @@ def suite_listener(port: int) -> dict[str, Any]:
 
 
 class Rbac:
-    def __init__(self, engine: EngineProcess, plain: Any, rbac_port: int, open_port: int):
+    def __init__(self, engine: EngineProcess, plain: Any, ports: tuple[int, int, int]):
         self.engine = engine
         self.plain = plain  # an SDK client on the plain listener
-        self.rbac_url = f"ws://127.0.0.1:{rbac_port}"
-        self.open_url = f"ws://127.0.0.1:{open_port}"
+        self.rbac_url = f"ws://127.0.0.1:{ports[0]}"  # §13.10's listener
+        self.open_url = f"ws://127.0.0.1:{ports[1]}"  # rbac without auth or middleware
+        self.middleware_url = f"ws://127.0.0.1:{ports[2]}"  # middleware, no rbac
 
     def calls(self) -> dict[str, Any]:
         result: dict[str, Any] = self.plain.trigger(
@@ -71,7 +72,7 @@ class Rbac:
 @pytest.fixture(scope="package")
 def rbac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rbac]:
     tmp = tmp_path_factory.mktemp("rbac")
-    plain_port, rbac_port, open_port = free_port(), free_port(), free_port()
+    plain_port, rbac_port, open_port, mw_port = free_port(), free_port(), free_port(), free_port()
     config = {
         "workers": [
             {"name": "iii-worker-manager", "config": {"host": "127.0.0.1", "port": plain_port}},
@@ -90,13 +91,21 @@ def rbac(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rbac]:
                     },
                 },
             },
+            {
+                "name": "iii-worker-manager",
+                "config": {
+                    "host": "127.0.0.1",
+                    "port": mw_port,
+                    "middleware_function_id": "test::rbac-worker::middleware",
+                },
+            },
         ]
     }
     engine = EngineProcess(config, tmp).start()
     worker = WorkerProcess(TRUSTED, tmp, engine.url, "trusted")
     plain = sdk_client(engine.url, "plain-client")
     try:
-        env = Rbac(engine, plain, rbac_port, open_port)
+        env = Rbac(engine, plain, (rbac_port, open_port, mw_port))
         wait_for(lambda: "test::ew::by-metadata" in env.function_ids(), 20)
         yield env
     finally:

@@ -183,3 +183,21 @@ def test_rbac_worker_handler_reaches_the_carve_out_while_serving_a_call(rbac: Rb
         assert got == {"logged": True}
     finally:
         worker.shutdown()
+
+
+def test_middleware_without_rbac_diverts_every_call_of_its_listener(rbac: Rbac) -> None:
+    """§3.1: middleware_function_id works without an rbac block (no auth, nothing hidden)."""
+    marker = str(uuid.uuid4())
+    with raw(rbac.middleware_url, None) as ws:
+        assert first(ws)["type"] == "workerregistered"
+        reply = invoke(ws, "test::ew::public::echo", {"m": marker})
+        assert reply["result"]["echo"]["m"] == marker
+        listed = invoke(ws, "engine::functions::list")["result"]["functions"]
+        assert "test::ew::private::secret" in {f["function_id"] for f in listed}
+    seen = [
+        c
+        for c in rbac.calls()["middleware"]
+        if isinstance(c["payload"], dict) and c["payload"].get("m") == marker
+    ]
+    assert len(seen) == 1
+    assert seen[0]["context"] == {}
