@@ -84,6 +84,9 @@ class FunctionTable:
     def __init__(self) -> None:
         self._entries: dict[Key, FunctionEntry] = {}
         self._spaces: dict[str, set[str]] = {}
+        # Built-ins a worker's registration took the place of (engine::log::* under the
+        # observability actor): each comes back when the worker's entry goes.
+        self._shadowed: dict[Key, FunctionEntry] = {}
         self.revision = 0  # bumped on every add/remove: "functions changed" is a comparison
 
     def __len__(self) -> int:
@@ -108,6 +111,9 @@ class FunctionTable:
         return iter(self._entries.items())
 
     def put(self, entry: FunctionEntry) -> None:
+        current = self._entries.get(entry.key)
+        if current is not None and current.builtin is not None and entry.builtin is None:
+            self._shadowed[entry.key] = current
         self._entries[entry.key] = entry
         self._spaces.setdefault(entry.function_id, set()).add(entry.namespace)
         self.revision += 1
@@ -123,6 +129,12 @@ class FunctionTable:
             if not spaces:
                 del self._spaces[entry.function_id]
         self.revision += 1
+        if entry.builtin is not None:
+            self._shadowed[key] = entry  # replaced by a worker's entry, put right after
+        else:
+            fallback = self._shadowed.pop(key, None)
+            if fallback is not None:
+                self.put(fallback)
 
     def namespaces_of(self, function_id: str) -> list[str]:
         return sorted(self._spaces.get(function_id, ()))

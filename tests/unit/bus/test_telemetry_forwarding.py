@@ -85,3 +85,26 @@ def test_the_actor_leaving_fails_its_in_flight_ingests_and_frees_the_slots(bus: 
     assert fwd.in_flight == 0
     assert fwd.offer(frame(b"OTLP"), None) is False
     assert fwd.dropped_unregistered == 1
+
+
+def test_a_builtin_a_worker_registered_over_comes_back_when_the_worker_goes(bus: Bus) -> None:
+    """engine::log::* are the bus's until the observability actor registers its own, and the
+    bus's again while the actor is gone (a restart), so SDK logging never meets a missing id."""
+    key = ("default", "engine::log::info")
+    builtin = bus.functions.get(key)
+    assert builtin is not None and builtin.builtin is not None
+    actor = Worker(bus, "iii-observability")
+    actor.register("engine::log::info")
+    actor.register("engine::log::info")  # registered again by the same worker: still shadowed
+    entry = bus.functions.get(key)
+    assert entry is not None and entry.owner is actor.conn
+    caller = Worker(bus, "caller")
+    inv = caller.call("engine::log::info", {"message": "to the actor"})
+    assert [c.function_id for c in actor.of(m.InvokeFunction) if c.invocation_id == inv] == [
+        "engine::log::info"
+    ]
+    actor.leave()
+    assert bus.functions.get(key) is builtin
+    inv = caller.call("engine::log::info", {"message": "to the bus"})
+    (res,) = [r for r in caller.of(m.InvocationResult) if r.invocation_id == inv]
+    assert res.error is None
