@@ -2,11 +2,14 @@
 https required and private addresses blocked — IP literals and names that resolve to them
 (a real lookup of ``localhost``) — each refusal logged with its reason and the function never
 listed; and an engine without the worker drops such registrations ("HTTP functions module not
-loaded")."""
+loaded"); an invalid allowlist glob is a config error naming its place."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +17,7 @@ from iii_helpers.http import HttpInvocationConfig
 
 from tests.integration.http_functions.conftest import failure, fresh, listed, refused_in_log
 from tests.integration.http_functions.endpoint import Endpoint
-from tests.support import EngineProcess, sdk_client, wait_for
+from tests.support import BIN, REPO, EngineProcess, sdk_client, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +83,23 @@ def test_without_the_worker_configured_registrations_are_dropped(
     finally:
         client.shutdown()
         eng.stop()
+
+
+def test_an_invalid_allowlist_glob_stops_the_config_with_its_place(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n  - name: iii-http-functions\n    config:\n      security:\n"
+        '        url_allowlist: ["ok.example", "[bad"]\n'
+    )
+    done = subprocess.run(
+        [str(BIN / "iii-supervisor"), "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode != 0
+    assert (
+        "config.yaml:5: workers[0] (iii-http-functions): security.url_allowlist[1]: "
+        "invalid pattern '[bad': unclosed `[`"
+    ) in done.stdout + done.stderr
