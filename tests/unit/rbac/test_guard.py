@@ -3,9 +3,11 @@ mock clock: no real waiting), the prefix and the ids the worker sent."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -204,5 +206,77 @@ def test_rbac_session_cannot_stand_in_for_builtins_or_the_listener_machinery() -
         assert entry is not None and entry.builtin is not None
         await guard.handle(conn, m.RegisterFunction(id="mine::ok"))
         assert bus.functions.get(("default", "mine::ok")) is not None
+
+    run(main)
+
+
+def exposing(*patterns: str) -> ListenerPolicy:
+    policy = ListenerPolicy.from_config(attrs_block(expose=list(patterns), middleware=None))
+    assert policy is not None
+    return policy
+
+
+def replies(conn: Connection) -> list[Any]:
+    out = []
+    assert conn._recv is not None
+    while True:
+        try:
+            out.append(conn._recv.receive_nowait())
+        except trio.WouldBlock:
+            return out
+
+
+def test_registertrigger_of_a_type_outside_allowed_trigger_types_is_dropped_silently() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(exposing('match("pub::*")'))
+        conn = pinned(guard, allowed_trigger_types=["engine::functions-available"])
+        refused = m.RegisterTrigger(
+            id="b1", trigger_type="engine::workers-available", function_id="pub::f", config={}
+        )
+        await guard.handle(conn, refused)
+        assert "b1" not in bus.bindings
+        assert replies(conn) == []  # silent (§6.8.1 step 3)
+        allowed = attrs.evolve(refused, id="b2", trigger_type="engine::functions-available")
+        await guard.handle(conn, allowed)
+        assert bus.bindings["b2"].function_id == "pub::f"
+
+    run(main)
+
+
+def test_engine_register_trigger_checks_type_prefix_and_target() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(exposing('match("engine::register_trigger")', 'match("t::pub::*")'))
+        conn = pinned(
+            guard,
+            allowed_trigger_types=["engine::functions-available"],
+            function_registration_prefix="t",
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(guard.edge.run)
+
+            async def call(trigger_type: str, function_id: str) -> m.InvocationResult:
+                data = {"trigger_type": trigger_type, "function_id": function_id, "config": {}}
+                session = conn.session
+                assert isinstance(session, RbacSession)
+                msg = m.InvokeFunction("engine::register_trigger", data, str(uuid.uuid4()))
+                guard.invoke(conn, session, msg)
+                await trio.testing.wait_all_tasks_blocked()
+                (reply,) = replies(conn)
+                assert isinstance(reply, m.InvocationResult)
+                return reply
+
+            refused = await call("engine::workers-available", "pub::f")
+            assert refused.error == m.ErrorBody(
+                "FORBIDDEN",
+                "Trigger type 'engine::workers-available' is not allowed for this session.",
+            )
+            hidden = await call("engine::functions-available", "secret")
+            assert hidden.error == m.ErrorBody(
+                "FORBIDDEN", "function 't::secret' not allowed in namespace 'default'"
+            )
+            bound = await call("engine::functions-available", "pub::f")
+            assert bound.error is None
+            assert bus.bindings[bound.result["id"]].function_id == "t::pub::f"
+            nursery.cancel_scope.cancel()
 
     run(main)
