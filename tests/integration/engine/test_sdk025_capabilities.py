@@ -154,3 +154,98 @@ def test_a_023_worker_still_routes_every_call_through_the_engine(
     finally:
         worker.stop()
     assert out["local"]["n"] == 1 and "_caller_worker_id" in out["local"]
+
+
+class Raw:
+    """A raw observe-capable connection (the 0.25 SDK's register payload)."""
+
+    def __init__(self, url: str, name: str, *functions: str) -> None:
+        self.ws = connect(url)
+        assert json.loads(self.ws.recv(timeout=5))["type"] == "workerregistered"
+        for fid in functions:
+            self.send({"type": "registerfunction", "id": fid})
+        self.ws.send(register_call(name, features=SDK025_FEATURES))
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.ws.send(json.dumps(frame))
+
+    def frames(self) -> list[dict[str, Any]]:
+        return frames_until_pong(self.ws)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def of(frames: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [f for f in frames if f["type"] == kind]
+
+
+def info(observer_id: str) -> dict[str, Any]:
+    """ObserverInfo (OBSERVE.md §3.6) of an observer created with defaults."""
+    return {
+        "id": observer_id,
+        "args": {},
+        "filters": {},
+        "target": "rev::target",
+        "capture": ["input", "output", "caller"],
+        "on": "success",
+    }
+
+
+def test_functionregistered_carries_the_revision_and_the_attached_observers(
+    engine: EngineProcess,
+) -> None:
+    """§4.3/§4.4: the revision starts at 0, each observeradded/observerremoved bumps it,
+    functionregistered carries it without bumping and lists every attached observer, also to
+    the next connection that registers the function."""
+    watcher = Raw(engine.url, "rev-watcher", "rev::target")
+    owners: list[Raw] = []
+    try:
+        assert of(watcher.frames(), "functionregistered")[0]["id"] == "rev::target"
+        source = {"function_id": "rev::source"}
+        target = {"function_id": "rev::target"}
+        watcher.send({"type": "observe", "id": "rev-1", "source": source, "target": target})
+        (result,) = of(watcher.frames(), "observeresult")
+        assert result["state"] == "pending"  # the source does not exist yet
+
+        first = Raw(engine.url, "rev-owner", "rev::source")
+        owners.append(first)
+        (ack,) = of(first.frames(), "functionregistered")
+        assert (ack["revision"], ack["local_dispatch"]) == (0, True)
+        assert ack["observers"] == [info("rev-1")]
+        ack_frame = {"type": "observerack", "function_id": "rev::source", "revision": 0}
+        first.send({**ack_frame, "id": "rev-1"})
+        watcher.send({"type": "observe", "id": "rev-2", "source": source, "target": target})
+        watcher.frames()  # processed (frames of different connections are not ordered)
+        (added,) = of(first.frames(), "observeradded")
+        assert (added["revision"], added["observer"]) == (1, info("rev-2"))
+        first.send({**ack_frame, "id": "rev-2", "revision": 1})
+        first.send({"type": "registerfunction", "id": "rev::source"})  # idempotent again
+        (again,) = of(first.frames(), "functionregistered")
+        assert again["revision"] == 1  # carried, not bumped
+        assert sorted(o["id"] for o in again["observers"]) == ["rev-1", "rev-2"]
+        first.close()
+
+        second, frames = wait_for(lambda: _reowned(engine.url, owners), timeout=10)
+        (handover,) = of(frames, "functionregistered")
+        assert handover["revision"] == 1  # the counter survives the owner's departure
+        assert sorted(o["id"] for o in handover["observers"]) == ["rev-1", "rev-2"]
+        watcher.send({"type": "unobserve", "id": "rev-2"})
+        watcher.frames()
+        (removed,) = of(second.frames(), "observerremoved")
+        assert (removed["revision"], removed["id"]) == (2, "rev-2")
+    finally:
+        watcher.close()
+        for owner in owners:
+            owner.close()
+
+
+def _reowned(url: str, owners: list[Raw]) -> tuple[Raw, list[dict[str, Any]]] | None:
+    """A new owner of rev::source once the previous one is gone, and what it was sent."""
+    owner = Raw(url, "rev-owner-2", "rev::source")
+    frames = owner.frames()
+    if of(frames, "registrationrejected"):
+        owner.close()
+        return None
+    owners.append(owner)
+    return owner, frames
