@@ -11,7 +11,8 @@ from inside a handler continues that handler's trace.
 from __future__ import annotations
 
 import contextvars
-import os
+import re
+from random import getrandbits
 
 __all__ = [
     "TraceParent",
@@ -23,7 +24,10 @@ __all__ = [
     "trace_fields",
 ]
 
-_HEX = frozenset("0123456789abcdef")
+# Lower-case hex only, as W3C trace context level 1 says; a later version may append fields.
+_TRACEPARENT = re.compile(
+    r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-[^\s]*)?"
+).fullmatch
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 
@@ -38,29 +42,26 @@ current: contextvars.ContextVar[tuple[str | None, str | None]] = contextvars.Con
 
 def parse_traceparent(value: object) -> TraceParent | None:
     """(trace id, parent span id, flags) of a valid value; None for anything else."""
-    if type(value) is not str or len(value) < 55:
+    if type(value) is not str:
         return None
-    version = value[0:2]
-    if value[2] != "-" or value[35] != "-" or value[52] != "-" or version == "ff":
+    match = _TRACEPARENT(value)
+    if match is None:
         return None
-    if len(value) > 55 and (version == "00" or value[55] != "-"):
-        return None  # version 00 has exactly four fields; later versions may append more
-    trace_id = value[3:35].lower()
-    span_id = value[36:52].lower()
-    flags = value[53:55].lower()
-    if not _HEX.issuperset(version + trace_id + span_id + flags):
-        return None
+    version, trace_id, span_id, flags, rest = match.groups()
+    if version == "ff" or (rest and version == "00"):
+        return None  # ff is forbidden; version 00 has exactly four fields
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
     return trace_id, span_id, flags
 
 
 def new_trace_id() -> str:
-    return os.urandom(16).hex()
+    # Random, not secret: the Mersenne Twister (reseeded after fork) costs no system call.
+    return f"{getrandbits(128) or 1:032x}"
 
 
 def new_span_id() -> str:
-    return os.urandom(8).hex()
+    return f"{getrandbits(64) or 1:016x}"
 
 
 def format_traceparent(trace_id: str, span_id: str, flags: str = "01") -> str:

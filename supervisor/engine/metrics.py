@@ -33,10 +33,15 @@ INTERVALS = 6  # the window: 60 s
 MAX_KEYS = 10_000  # rows kept per table; past it the oldest row goes
 
 
+_LOG_MIN = math.log(MIN_SECONDS)
+_PER_LOG = 1 / _LOG_GROWTH
+_LOG = math.log
+
+
 def bucket_of(seconds: float) -> int:
     if seconds <= MIN_SECONDS:
         return 0
-    index = int(math.log(seconds / MIN_SECONDS) / _LOG_GROWTH) + 1
+    index = int((_LOG(seconds) - _LOG_MIN) * _PER_LOG) + 1
     return index if index < BUCKETS else BUCKETS - 1
 
 
@@ -48,32 +53,26 @@ def bucket_bounds(index: int) -> tuple[float, float]:
 
 
 class Histogram:
-    """Counts per bucket: a fixed list, allocated with the first sample."""
+    """Counts per bucket in a list of fixed length."""
 
-    __slots__ = ("counts", "total", "low", "high")
+    __slots__ = ("counts", "total")
 
     def __init__(self) -> None:
         self.counts: list[int] = [0] * BUCKETS
         self.total = 0
-        self.low = BUCKETS  # lowest and highest bucket used: percentile walks stay short
-        self.high = -1
 
     def add(self, index: int) -> None:
         self.counts[index] += 1
         self.total += 1
-        if index < self.low:
-            self.low = index
-        if index > self.high:
-            self.high = index
 
     def clear(self) -> None:
         if self.total:
-            counts = self.counts
-            for i in range(self.low, self.high + 1):
-                counts[i] = 0
+            self.counts[:] = _ZEROS
         self.total = 0
-        self.low = BUCKETS
-        self.high = -1
+
+
+_ZEROS = [0] * BUCKETS
+_UNUSED = Histogram()
 
 
 def percentiles(hists: Iterable[Histogram], qs: tuple[float, ...]) -> list[float | None]:
@@ -82,32 +81,28 @@ def percentiles(hists: Iterable[Histogram], qs: tuple[float, ...]) -> list[float
     total = sum(h.total for h in parts)
     if not total:
         return [None] * len(qs)
-    low = min(h.low for h in parts)
-    high = max(h.high for h in parts)
-    merged = [sum(h.counts[i] for h in parts) for i in range(low, high + 1)]
+    merged = [sum(column) for column in zip(*(h.counts for h in parts), strict=True)]
     out: list[float | None] = []
     for q in qs:
         rank = q * total  # the rank-th smallest sample, 0 < rank <= total
         seen = 0
-        for offset, count in enumerate(merged):
+        for index, count in enumerate(merged):
             if count and seen + count >= rank:
-                lo, hi = bucket_bounds(low + offset)
+                lo, hi = bucket_bounds(index)
                 fraction = (rank - seen) / count
-                if lo <= 0.0:
-                    out.append(hi * fraction)
-                else:
-                    out.append(lo * (hi / lo) ** fraction)
+                out.append(hi * fraction if lo <= 0.0 else lo * (hi / lo) ** fraction)
                 break
             seen += count
         else:
-            out.append(bucket_bounds(high)[1])
+            out.append(bucket_bounds(BUCKETS - 1)[1])
     return out
 
 
 class Series:
-    """Totals since the start and the sliding window of one key (a function or a worker)."""
+    """Totals since the start and the sliding window of one key (a function or a worker):
+    ``INTERVALS`` histograms, the one of the current interval written to."""
 
-    __slots__ = ("count", "errors", "slots", "epochs", "slot_errors")
+    __slots__ = ("count", "errors", "slots", "epochs", "slot_errors", "epoch", "current", "slot")
 
     def __init__(self) -> None:
         self.count = 0
@@ -115,10 +110,11 @@ class Series:
         self.slots: list[Histogram | None] = [None] * INTERVALS
         self.epochs = [-1] * INTERVALS  # which interval each slot holds
         self.slot_errors = [0] * INTERVALS
+        self.epoch = -1  # the interval ``current`` (slot number ``slot``) holds
+        self.current = _UNUSED  # replaced by the first call's slot, never written
+        self.slot = 0
 
-    def add(self, bucket: int, failed: bool, now: float) -> None:
-        self.count += 1
-        epoch = int(now // INTERVAL_SECONDS)
+    def _turn(self, epoch: int) -> None:
         i = epoch % INTERVALS
         hist = self.slots[i]
         if hist is None:
@@ -127,10 +123,19 @@ class Series:
             hist.clear()
             self.epochs[i] = epoch
             self.slot_errors[i] = 0
-        hist.add(bucket)
+        self.epoch, self.current, self.slot = epoch, hist, i
+
+    def add(self, bucket: int, failed: bool, epoch: int) -> None:
+        """One call, in the interval ``epoch`` (``int(now // INTERVAL_SECONDS)``)."""
+        if epoch != self.epoch:
+            self._turn(epoch)
+        current = self.current
+        current.counts[bucket] += 1
+        current.total += 1
+        self.count += 1
         if failed:
             self.errors += 1
-            self.slot_errors[i] += 1
+            self.slot_errors[self.slot] += 1
 
     def window(self, now: float) -> tuple[list[Histogram], int]:
         """The histograms and the error count of the intervals inside the window at ``now``."""
@@ -176,6 +181,7 @@ class CallMetrics:
         self, pending: Pending, result: Any, err: ErrorBody | None, now: float
     ) -> None:
         bucket = bucket_of(now - pending.started)
+        epoch = int(now // INTERVAL_SECONDS)
         failed = err is not None
         key = (pending.namespace, pending.function_id)
         series = self.functions.get(key)
@@ -183,7 +189,7 @@ class CallMetrics:
             series = self.functions[key] = Series()
             if len(self.functions) > MAX_KEYS:
                 del self.functions[next(iter(self.functions))]
-        series.add(bucket, failed, now)
+        series.add(bucket, failed, epoch)
         callee = pending.callee
         if callee is not None:
             wid = callee.worker_id
@@ -195,7 +201,7 @@ class CallMetrics:
                     del self.workers[oldest]
                     self.names.pop(oldest, None)
             self.names[wid] = callee.name
-            wseries.add(bucket, failed, now)
+            wseries.add(bucket, failed, epoch)
 
     def add_local(
         self, key: tuple[str, str], count: int, errors: int, duration_ms_sum: float, now: float

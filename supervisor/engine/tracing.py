@@ -43,9 +43,9 @@ STATUS_OK, STATUS_ERROR = 1, 2
 SCOPE = "iii-supervisor"
 
 # traceparent (the engine span's), parent span id, function id, namespace, started, ended (bus
-# clock seconds), error, callee worker id, caller worker id, invocation id.
+# clock seconds), error, callee worker id, caller worker id.
 SpanRecord = tuple[
-    str, str | None, str, str, float, float, "ErrorBody | None", str | None, str | None, str
+    str, str | None, str, str, float, float, "ErrorBody | None", str | None, str | None
 ]
 
 
@@ -69,6 +69,7 @@ class Tracing:
         self._revision = -1
         self._live = False
         self._flush_due = False
+        self._attr_cache: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
         enabled = getattr(log, "is_enabled_for", None)
         self._debug = enabled is None or bool(enabled(logging.DEBUG))
 
@@ -119,7 +120,6 @@ class Tracing:
                 err,
                 callee.worker_id if callee is not None else None,
                 caller.worker_id if caller is not None else None,
-                pending.invocation_id,
             )
         )
         if len(self.spans) >= self.batch_size:
@@ -165,7 +165,7 @@ class Tracing:
         if not spans or not self.ingest_live():
             return
         self.flushes += 1
-        body = otlp_spans(spans, self._epoch_ns, self.service_name)
+        body = otlp_spans(spans, self._epoch_ns, self.service_name, self._attr_cache)
         self.bus.internal_invoke(
             INGEST_FUNCTION_ID,
             {"kind": "OTLP", "body": body, "source": "engine", "worker_id": None},
@@ -176,36 +176,44 @@ def _attr(key: str, value: str) -> dict[str, Any]:
     return {"key": key, "value": {"stringValue": value}}
 
 
-def otlp_spans(spans: list[SpanRecord], epoch_ns: int, service_name: str) -> dict[str, Any]:
+def otlp_spans(
+    spans: list[SpanRecord],
+    epoch_ns: int,
+    service_name: str,
+    cache: dict[Any, tuple[str, list[dict[str, Any]]]] | None = None,
+) -> dict[str, Any]:
     """An OTLP/JSON ExportTraceServiceRequest (lower-case hex ids, nanosecond strings), as the
-    SDKs' telemetry frames carry it."""
+    SDKs' telemetry frames carry it. ``cache`` keeps the name and attributes a (function,
+    namespace, callee, caller) shares across spans, so they are built once."""
+    shared = {} if cache is None else cache
+    if len(shared) > 4096:
+        shared.clear()
     out = []
-    for tp, parent, function_id, namespace, started, ended, err, callee, caller, inv in spans:
-        attributes = [
-            _attr("iii.function.id", function_id),
-            _attr("iii.namespace", namespace),
-            _attr("iii.invocation.id", inv),
-        ]
-        if callee is not None:
-            attributes.append(_attr("iii.worker.id", callee))
-        if caller is not None:
-            attributes.append(_attr("iii.caller.worker_id", caller))
+    for tp, parent, function_id, namespace, started, ended, err, callee, caller in spans:
+        key = (function_id, namespace, callee, caller)
+        found = shared.get(key)
+        if found is None:
+            attributes = [_attr("iii.function.id", function_id), _attr("iii.namespace", namespace)]
+            if callee is not None:
+                attributes.append(_attr("iii.worker.id", callee))
+            if caller is not None:
+                attributes.append(_attr("iii.caller.worker_id", caller))
+            found = shared[key] = (f"call {function_id}", attributes)
+        name, attributes = found
         span: dict[str, Any] = {
             "traceId": tp[3:35],
             "spanId": tp[36:52],
-            "name": f"call {function_id}",
+            "name": name,
             "kind": SERVER,
             "startTimeUnixNano": str(epoch_ns + int(started * 1e9)),
             "endTimeUnixNano": str(epoch_ns + int(ended * 1e9)),
-            "attributes": attributes,
-            "events": [],
-            "links": [],
-            "status": {"code": STATUS_OK, "message": ""},
+            "attributes": attributes,  # shared by the batch's spans of the same key
+            "status": _OK,
         }
         if parent is not None:
             span["parentSpanId"] = parent
         if err is not None:
-            attributes.append(_attr("iii.error.code", err.code))
+            span["attributes"] = [*attributes, _attr("iii.error.code", err.code)]
             span["status"] = {"code": STATUS_ERROR, "message": err.message}
         out.append(span)
     return {
@@ -216,3 +224,6 @@ def otlp_spans(spans: list[SpanRecord], epoch_ns: int, service_name: str) -> dic
             }
         ]
     }
+
+
+_OK = {"code": STATUS_OK, "message": ""}

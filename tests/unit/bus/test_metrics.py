@@ -76,15 +76,19 @@ def test_empty_percentiles_are_none() -> None:
     assert percentiles([Histogram()], (0.5,)) == [None]
 
 
+def epoch(now: float) -> int:
+    return int(now // INTERVAL_SECONDS)
+
+
 def test_the_window_slides_one_interval_at_a_time() -> None:
     s = Series()
     now = 1000.0
     for _ in range(10):
-        s.add(bucket_of(0.010), False, now)
-    s.add(bucket_of(0.010), True, now)
+        s.add(bucket_of(0.010), False, epoch(now))
+    s.add(bucket_of(0.010), True, epoch(now))
     later = now + INTERVAL_SECONDS * (INTERVALS - 1)
     for _ in range(5):
-        s.add(bucket_of(0.100), False, later)
+        s.add(bucket_of(0.100), False, epoch(later))
     doc = s.summary(later)
     assert (doc["count"], doc["errors"], doc["window_count"], doc["window_errors"]) == (
         16,
@@ -97,7 +101,7 @@ def test_the_window_slides_one_interval_at_a_time() -> None:
     assert (doc["count"], doc["errors"], doc["window_count"], doc["window_errors"]) == (16, 1, 5, 0)
     assert abs(doc["p50_ms"] - 100) <= 4
     # The slot of the first interval is reused, cleared, when its turn comes round.
-    s.add(bucket_of(0.001), False, now + INTERVAL_SECONDS * INTERVALS)
+    s.add(bucket_of(0.001), False, epoch(now + INTERVAL_SECONDS * INTERVALS))
     hists, _ = s.window(now + INTERVAL_SECONDS * INTERVALS)
     assert sum(h.total for h in hists) == 6
     empty = s.summary(now + 100 * INTERVAL_SECONDS)

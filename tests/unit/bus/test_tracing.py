@@ -105,8 +105,12 @@ def test_spans_are_batched_to_the_ingest_function_as_otlp_json() -> None:
         attrs = {a["key"]: a["value"]["stringValue"] for a in span["attributes"]}
         assert attrs["iii.function.id"] == "f" and attrs["iii.worker.id"] == a.conn.worker_id
         assert attrs["iii.caller.worker_id"] == b.conn.worker_id
+        assert attrs["iii.namespace"] == "default"
     assert [s["status"]["code"] for s in spans] == [1, 1, 2]
     assert spans[2]["status"]["message"] == "boom"
+    errors = [a for a in spans[2]["attributes"] if a["key"] == "iii.error.code"]
+    assert errors == [{"key": "iii.error.code", "value": {"stringValue": "invocation_failed"}}]
+    assert not any(a["key"] == "iii.error.code" for a in spans[0]["attributes"])
     # The flush's own call to the ingest function makes no span.
     sink.send(m.InvocationResult(ingest.invocation_id, INGEST_FUNCTION_ID, None))
     assert tracing.spans == []
