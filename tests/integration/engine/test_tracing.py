@@ -58,12 +58,6 @@ if os.environ["NAME"] == "trace-a":
     w.register_function("trace::a", a)
     w.register_trigger({"type": "http", "function_id": "trace::a",
                         "config": {"api_path": "trace/a", "http_method": "POST"}})
-elif os.environ["NAME"] == "sink":
-    import json
-    async def ingest(data):
-        with open(os.environ["OUT"], "a") as fh:
-            fh.write(json.dumps(data) + "\\n")
-    w.register_function("iii-observability::ingest", ingest)
 elif os.environ["NAME"] == "trace-sync":
     w.register_function("trace::sync", sync)
     w.register_trigger({"type": "http", "function_id": "trace::sync",
@@ -80,16 +74,9 @@ INCOMING = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
 class Stack:
-    def __init__(self, engine: EngineProcess, http_port: int, sink: Path) -> None:
+    def __init__(self, engine: EngineProcess, http_port: int) -> None:
         self.engine = engine
         self.base = f"http://127.0.0.1:{http_port}"
-        self.sink = sink
-
-    def ingested(self) -> list[dict[str, Any]]:
-        """What the engine sent to the stand-in for iii-observability::ingest."""
-        if not self.sink.exists():
-            return []
-        return [json.loads(line) for line in self.sink.read_text().splitlines() if line]
 
     def records(self) -> list[dict[str, Any]]:
         """The engine's JSON log lines, and the actors' records they carry, flattened."""
@@ -121,20 +108,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         )
         workers.append(WorkerProcess(WORKER, tmp, engine.url, "trace-b", python=sdk025, NAME="b"))
         workers.append(WorkerProcess(WORKER, tmp, engine.url, "trace-sync", NAME="trace-sync"))
-        sink = tmp / "ingested.jsonl"
-        workers.append(WorkerProcess(WORKER, tmp, engine.url, "sink", NAME="sink", OUT=str(sink)))
         client = sdk_client(engine.url, "trace-probe")
         try:
 
             def ready() -> bool:
                 result = client.trigger({"function_id": "engine::functions::list", "payload": {}})
                 ids = {f["function_id"] for f in result["functions"]}
-                return {"trace::a", "trace::b", "trace::sync", INGEST_FUNCTION_ID} <= ids
+                return {"trace::a", "trace::b", "trace::sync"} <= ids
 
             wait_for(ready, 20)
         finally:
             client.shutdown()
-        stack = Stack(engine, http_port, sink)
+        stack = Stack(engine, http_port)
 
         def routed() -> bool:
             return httpx.post(f"{stack.base}/trace/a", json={}, timeout=5).status_code == 200
@@ -270,45 +255,44 @@ def test_a_sync_handler_s_call_joins_the_trace_of_the_call_it_serves(stack: Stac
     assert len(inner) == 1 and inner[0]["trace_id"] == INCOMING[3:35]
 
 
-def test_the_engine_spans_reach_the_ingest_function_as_otlp_json(stack: Stack) -> None:
-    """A stand-in worker registers iii-observability::ingest; the engine's spans of one
-    request arrive there in batches (kind OTLP, source engine), linked parent to child."""
+def flatten(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for node in nodes:
+        out.append(node)
+        out.extend(flatten(node.get("children") or []))
+    return out
+
+
+def test_the_engine_spans_reach_iii_observability_linked_to_the_callers(stack: Stack) -> None:
+    """The engine's spans of one request arrive through iii-observability::ingest (the real
+    actor) and engine::traces::tree links them: call A under the HTTP client's span, call B
+    under the span A's handler ran in."""
+    trace_id = "1" * 32
     resp = httpx.post(
         f"{stack.base}/trace/a",
         json={},
-        headers={"traceparent": "00-11111111111111111111111111111111-2222222222222222-01"},
+        headers={"traceparent": f"00-{trace_id}-{'2' * 16}-01"},
         timeout=10,
     )
     assert resp.status_code == 200, resp.text
-    trace_id = "1" * 32
-
-    def spans() -> dict[str, dict[str, Any]]:
-        found: dict[str, dict[str, Any]] = {}
-        for batch in stack.ingested():
-            if batch["source"] != "engine":
-                continue  # A's own spans (OTel on) forwarded from its telemetry frames
-            assert (batch["kind"], batch["worker_id"]) == ("OTLP", None)
-            for rs in batch["body"]["resourceSpans"]:
-                for ss in rs["scopeSpans"]:
-                    for span in ss["spans"]:
-                        if span["traceId"] == trace_id:
-                            found[span["name"]] = span
-        return found if {"call trace::a", "call trace::b"} <= set(found) else {}
-
-    found = wait_for(spans, 10)
-    span_a, span_b = found["call trace::a"], found["call trace::b"]
-    assert span_a["parentSpanId"] == "2" * 16
     a_tp = parse_traceparent(resp.json()["a"])
-    assert a_tp is not None and span_b["parentSpanId"] == a_tp[1]  # A's execute span
-    assert int(span_a["startTimeUnixNano"]) <= int(span_b["startTimeUnixNano"])
-    assert int(span_b["endTimeUnixNano"]) <= int(span_a["endTimeUnixNano"])
-    # No span of the ingest calls themselves.
-    names = {
-        s["name"]
-        for b in stack.ingested()
-        if b["source"] == "engine"
-        for rs in b["body"]["resourceSpans"]
-        for ss in rs["scopeSpans"]
-        for s in ss["spans"]
-    }
-    assert f"call {INGEST_FUNCTION_ID}" not in names
+    assert a_tp is not None
+    client = sdk_client(stack.engine.url, "trace-tree")
+    try:
+
+        def spans() -> dict[str, dict[str, Any]]:
+            doc = client.trigger(
+                {"function_id": "engine::traces::tree", "payload": {"trace_id": trace_id}}
+            )
+            found = {s["name"]: s for s in flatten(doc.get("roots") or [])}
+            return found if {"call trace::a", "call trace::b"} <= set(found) else {}
+
+        found = wait_for(spans, 15, interval=0.3)
+    finally:
+        client.shutdown()
+    span_a, span_b = found["call trace::a"], found["call trace::b"]
+    assert span_a["parent_span_id"] == "2" * 16
+    assert span_b["parent_span_id"] == a_tp[1]  # A's execute span
+    assert span_a["start_time_unix_nano"] <= span_b["start_time_unix_nano"]
+    assert span_b["end_time_unix_nano"] <= span_a["end_time_unix_nano"]
+    assert f"call {INGEST_FUNCTION_ID}" not in found
