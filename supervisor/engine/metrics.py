@@ -217,8 +217,9 @@ class CallMetrics:
             if len(self.functions) > MAX_KEYS:
                 del self.functions[next(iter(self.functions))]
         bucket = bucket_of(max(duration_ms_sum, 0.0) / count / 1000)
+        epoch = int(now // INTERVAL_SECONDS)
         for i in range(count):
-            series.add(bucket, i < errors, now)
+            series.add(bucket, i < errors, epoch)
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The ``engine::calls::stats`` document (PROTOCOL.md has no such call; it is ours)."""

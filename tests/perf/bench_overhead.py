@@ -180,7 +180,12 @@ def invoke_table(tmp: Path, rounds: int) -> tuple[list[str], bool]:
     engines: dict[str, EngineProcess] = {}
     pids: dict[str, list[int]] = {}
     try:
-        setups = (("off", [OFF]), ("on", []), ("on + ingest", []), ("off (A/A)", [OFF]))
+        setups: tuple[tuple[str, list[dict[str, Any]]], ...] = (
+            ("off", [OFF]),
+            ("on", []),
+            ("on + ingest", []),
+            ("off (A/A)", [OFF]),
+        )
         for label, workers in setups:
             sub = tmp / "".join(ch for ch in label if ch.isalnum())
             sub.mkdir()

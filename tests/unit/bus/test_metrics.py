@@ -150,3 +150,14 @@ def test_metrics_switched_off_install_no_hook() -> None:
     assert bus.metrics is None and bus.hooks.completion == []
     on = build_bus(clock=Clock())
     assert on.metrics is not None and on.metrics.on_completion in on.hooks.completion
+
+
+def test_locally_run_calls_are_counted_at_their_mean_duration() -> None:
+    from supervisor.engine.metrics import CallMetrics
+
+    metrics = CallMetrics()
+    metrics.add_local(("default", "f"), 4, 1, 40.0, 1000.0)  # 4 calls, 1 failed, 10 ms each
+    metrics.add_local(("default", "f"), 0, 0, 0.0, 1000.0)  # an empty report changes nothing
+    (row,) = metrics.snapshot(1000.0)["functions"]
+    assert (row["count"], row["errors"], row["window_count"]) == (4, 1, 4)
+    assert abs(row["p50_ms"] - 10) <= 0.4
