@@ -28,7 +28,7 @@ from tests.integration.observability.helpers import (
     traces_body,
     wait_ready,
 )
-from tests.support import EngineProcess, WorkerProcess, sdk_client, wait_for
+from tests.support import EngineProcess, WorkerProcess, require_sdk025, sdk_client, wait_for
 
 SPAN_KEYS = {
     "trace_id",
@@ -92,34 +92,42 @@ def flatten(nodes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 WORKER = """
-import os, time
+import os, sys, time
 from iii import InitOptions, register_worker
 c = register_worker(os.environ["III_URL"], InitOptions(worker_name="otel-worker"))
-c.register_function("otel::hello", lambda data: {"hello": data.get("name")})
+c.register_function(os.environ["FUNCTION_ID"], lambda data: {"hello": data.get("name")})
 print("ready", flush=True)
 while True:
     time.sleep(1)
 """
 
 
+@pytest.mark.parametrize("sdk", ["0.23", "0.25"])
 def test_spans_of_an_sdk_worker_with_otel_enabled_arrive(
-    engine: EngineProcess, client: Any, tmp_path: Path
+    engine: EngineProcess, client: Any, tmp_path: Path, sdk: str
 ) -> None:
-    worker = WorkerProcess(WORKER, tmp_path, engine.url, OTEL_ENABLED="true")
+    python = require_sdk025() if sdk == "0.25" else None
+    fid = f"otel::hello-{sdk}"
+    worker = WorkerProcess(
+        WORKER, tmp_path, engine.url, python=python, OTEL_ENABLED="true", FUNCTION_ID=fid
+    )
     try:
-        wait_for(lambda: "ready" in worker.output(), timeout=15)
-        wait_for(lambda: "otel::hello" in functions(client), timeout=10)
-        assert call(client, "otel::hello", {"name": "ada"}) == {"hello": "ada"}
+        wait_for(lambda: "ready" in worker.output(), timeout=20)
+        wait_for(lambda: fid in functions(client), timeout=10)
+        assert call(client, fid, {"name": "ada"}) == {"hello": "ada"}
 
         def executed() -> list[dict[str, Any]]:
-            rows = call(client, "engine::traces::list", {"name": "otel::hello"})["spans"]
-            return rows
+            trees = [
+                flatten(tree(client, row["trace_id"]))
+                for row in call(client, "engine::traces::list", {"name": fid})["spans"]
+            ]
+            # the SDK's own span ("execute <id>", its service name), not only the engine's
+            return [s for spans in trees for s in spans if s["name"] == f"execute {fid}"]
 
-        (row,) = wait_for(executed, timeout=20, interval=0.3)
-        assert SPAN_KEYS <= set(row) and row["status"] == "ok"
-        assert row["service_name"] and row["end_time_unix_nano"] > row["start_time_unix_nano"]
-        (root,) = tree(client, row["trace_id"])
-        assert root["span_id"] == row["span_id"] and "children" in root
+        (sdk_span,) = wait_for(executed, timeout=20, interval=0.3)
+        assert SPAN_KEYS <= set(sdk_span) and sdk_span["status"] == "ok"
+        assert sdk_span["service_name"] != "iii"  # the worker's resource, not the engine's
+        assert sdk_span["end_time_unix_nano"] > sdk_span["start_time_unix_nano"]
     finally:
         worker.stop()
 
