@@ -44,7 +44,10 @@ def echo(data):
 def measure(data):
     raw = data["text"].encode()
     return {"bytes": len(raw), "sha256": hashlib.sha256(raw).hexdigest()}
+def grow(data):
+    return "g" * data["bytes"]
 w.register_function("big::echo", echo, local_dispatch=False)
+w.register_function("big::grow", grow, local_dispatch=False)
 w.register_function("big::measure", measure, local_dispatch=False)
 print("ready", flush=True)
 while True:
@@ -66,6 +69,9 @@ started = time.monotonic()
 try:
     if os.environ["MODE"] == "echo":
         out = call(os.environ.get("FUNCTION", "big::echo"), {"text": text})["text"]
+    elif os.environ["MODE"] == "grow":
+        text = "g" * int(os.environ["BYTES"])
+        out = call("big::grow", {"bytes": len(text)})
     else:
         scope = os.environ["SCOPE"]
         call("state::set", {"scope": scope, "key": "big", "value": text})
@@ -104,7 +110,7 @@ def echo(
 ) -> Iterator[WorkerProcess]:
     tmp = tmp_path_factory.mktemp("echo")
     worker = WorkerProcess(ECHO_WORKER, tmp, engine.url, "echo", python=require_sdk025())
-    wait_functions(client, "big::echo", "big::measure", "state::get", timeout=30)
+    wait_functions(client, "big::echo", "big::grow", "big::measure", "state::get", timeout=30)
     yield worker
     worker.stop()
 
@@ -171,6 +177,16 @@ def test_65_mib_call_from_an_025_worker_is_payload_too_large(
     payload_too_large, and its connection (and the engine) go on serving."""
     result, after = run_caller(engine, tmp_path, MODE="echo", BYTES=str(65 * MIB))
     assert result["ok"] is False and result["code"] == "payload_too_large", result
+    assert after == {"small": 1}
+
+
+def test_65_mib_result_of_an_025_worker_reaches_its_caller_as_payload_too_large(
+    engine: EngineProcess, echo: WorkerProcess, tmp_path: Path
+) -> None:
+    """The callee's SDK sends an error result instead (OBSERVE.md §11 item 5); relayed."""
+    result, after = run_caller(engine, tmp_path, MODE="grow", BYTES=str(65 * MIB))
+    assert result["ok"] is False and result["code"] == "payload_too_large", result
+    assert str(LIMIT) in result["message"]
     assert after == {"small": 1}
 
 
