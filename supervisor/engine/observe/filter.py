@@ -6,18 +6,18 @@ evaluates it against an observation document ``{input?, output?, error?, caller?
 (a missing key is an absent root, ``None`` the value null). Evaluation is total: a valid
 filter never raises, and anything unexpected in a document counts as "no match".
 
-Where OBSERVE.md and the 0.25 SDK's own evaluator (``iii.filter``, which the SDK documents as
-semantically identical to the engine's) differ, this module follows the SDK:
+OBSERVE.md and the 0.25 SDK's own evaluator (``iii.filter``, documented as semantically
+identical to the engine's) agree on every case tested (tests/unit/observe/test_filter.py,
+and the property test in tests/integration/observe/). Where the text leaves room:
 
-* The depth of a ``$any`` operand is checked when the ``$any`` is read, also in the
-  operator-object form (``{"$any": {"$eq": 1}}`` at depth 8 is refused): the spec counts
-  only the filter form as one level deeper.
-* A ``$any`` operand whose keys are not all value operators is read as a filter over ``@``
+* (as the SDK) A ``$any`` operand whose keys are not all value operators is read as a filter over ``@``
   (so ``{"$any": {"$eq": 1, "@.x": {...}}}`` is refused as "``$eq`` needs a path").
-* The encoded size is measured on Python's compact ``json.dumps`` output (what the SDK
-  measures), so number spellings such as ``1e+16`` count as the SDK counts them.
-* A filter whose clauses are all empty ``$and`` members (``{"$and": [{}]}``) matches every
-  document; its normal form is ``{}`` (a ``{"$and": []}`` would not be a valid filter).
+* (as the SDK) The encoded size is measured on Python's compact ``json.dumps`` output, as the SDK measures
+  it, so number spellings such as ``1e+16`` count as the SDK counts them (a Rust engine
+  would write ``1e16``: the two differ only for filters within a few bytes of the limit).
+* (our choice: the SDK has no normal form) A filter whose clauses are all empty ``$and`` members (``{"$and": [{}]}``) matches every
+  document; its normal form is ``{}``, not the ``{"$and": []}`` §10.7 would literally give,
+  which is not a valid filter.
 """
 
 from __future__ import annotations
