@@ -13,7 +13,7 @@ import httpx
 import structlog
 
 from actors.http_functions.config import BLOCK, parse_config
-from actors.http_functions.service import HttpFunctions
+from actors.http_functions.service import HttpFunctions, connect_pin
 from actors.http_functions.wire import one_write_transport
 from actors.runtime import ActorContext
 from manifests.blocks.http_functions import HttpFunctionsBlock
@@ -27,10 +27,14 @@ async def serve(ctx: ActorContext[HttpFunctionsBlock]) -> None:
     """Serve the two functions until asked to stop."""
     security = ctx.block.security
     # No redirects (§10.2); no proxy from the environment, so the host that was validated is
-    # the host connected to; the timeout is applied per call around the whole exchange.
-    # Each request leaves in one write (wire.py, §10.2).
+    # the host connected to, and with private IPs blocked only at the public addresses it
+    # resolves to when connecting; each request leaves in one write (wire.py); the timeout is
+    # applied per call around the whole exchange.
     async with httpx.AsyncClient(
-        transport=one_write_transport(), follow_redirects=False, trust_env=False, timeout=None
+        transport=one_write_transport(pin=connect_pin(security)),
+        follow_redirects=False,
+        trust_env=False,
+        timeout=None,
     ) as client:
         HttpFunctions(security, client).register(ctx.client)
         log.info(

@@ -39,7 +39,13 @@ from actors.http_functions.outbound import (
     cause_chain,
     map_response,
 )
-from actors.http_functions.urls import URL_VALIDATION_FAILED, UrlRejected, validate_url
+from actors.http_functions.urls import (
+    URL_VALIDATION_FAILED,
+    UrlRejected,
+    connect_addresses,
+    validate_url,
+)
+from actors.http_functions.wire import AddressRefused, Pin
 from actors.runtime import Payload
 from manifests.blocks.http_functions import (
     INVOKE_FUNCTION_ID,
@@ -48,7 +54,7 @@ from manifests.blocks.http_functions import (
 )
 from transport.client import BusClient, FunctionError, InvocationContext
 
-__all__ = ["MAX_RESPONSE_BYTES", "HttpFunctions", "resolve_host"]
+__all__ = ["MAX_RESPONSE_BYTES", "HttpFunctions", "connect_pin", "resolve_host"]
 
 log = structlog.get_logger("iii-http-functions")
 
@@ -61,6 +67,32 @@ async def resolve_host(host: str) -> list[str]:
     """Every address ``host`` resolves to (looked up on port 443, as upstream)."""
     infos = await trio.socket.getaddrinfo(host, 443, type=trio.socket.SOCK_STREAM)
     return [str(info[4][0]) for info in infos]
+
+
+def connect_pin(
+    security: SecurityConfig, resolve: Callable[[str], Any] = resolve_host
+) -> Pin | None:
+    """With private addresses blocked, connections go only to the public addresses the host
+    resolves to when the connection is made (no DNS rebinding between check and connect)."""
+    if not security.block_private_ips:
+        return None
+
+    async def pin(host: str, port: int) -> list[str]:
+        try:
+            return await connect_addresses(host, resolve)
+        except UrlRejected as exc:
+            raise AddressRefused(exc.message) from None
+
+    return pin
+
+
+def _refusal(exc: BaseException) -> str | None:
+    current: BaseException | None = exc
+    while current is not None:
+        if isinstance(current, AddressRefused):
+            return str(current)
+        current = current.__cause__ or current.__context__
+    return None
 
 
 class HttpFunctions:
@@ -162,6 +194,9 @@ class HttpFunctions:
         try:
             response = await self.client.send(built, stream=True)
         except httpx.HTTPError as exc:
+            refused = _refusal(exc)
+            if refused is not None:
+                raise FunctionError(URL_VALIDATION_FAILED, refused) from None
             raise FunctionError(
                 HTTP_REQUEST_FAILED, f"HTTP request to {url} failed: {cause_chain(exc)}"
             ) from None

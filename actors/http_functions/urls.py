@@ -26,6 +26,7 @@ __all__ = [
     "UrlRejected",
     "check_addresses",
     "check_url",
+    "connect_addresses",
     "is_private",
     "validate_url",
 ]
@@ -154,3 +155,21 @@ async def validate_url(url: str, security: SecurityConfig, resolve: Resolver) ->
             raise UrlRejected(f"DNS lookup failed: {checked.lookup!r}: {exc}") from None
         check_addresses(checked.lookup, addresses)
     return checked
+
+
+async def connect_addresses(host: str, resolve: Resolver) -> list[str]:
+    """Where a connection to ``host`` may go when private addresses are blocked: the host
+    itself if it is a public IP, else every address it resolves to, all of them public
+    (checked now, when the connection is made, so a name cannot resolve to a public address
+    at validation and to a private one at connect time). Raises :class:`UrlRejected`."""
+    address = _literal(host.strip("[]"))
+    if address is not None:
+        if is_private(address):
+            raise UrlRejected(f"Private IP blocked: {address}")
+        return [str(address)]
+    try:
+        addresses = await resolve(host)
+    except OSError as exc:
+        raise UrlRejected(f"DNS lookup failed: {host!r}: {exc}") from None
+    check_addresses(host, addresses)
+    return list(dict.fromkeys(a.split("%", 1)[0] for a in addresses))

@@ -21,12 +21,21 @@ from __future__ import annotations
 
 import ssl
 import typing
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import httpcore
 import httpx
 
-__all__ = ["OneWriteBackend", "OneWriteStream", "one_write_transport"]
+__all__ = ["AddressRefused", "OneWriteBackend", "OneWriteStream", "Pin", "one_write_transport"]
+
+# The addresses a host may be connected to (checked when the connection is made, so a name that
+# resolved to a public address at validation cannot reach a private one now); raises
+# AddressRefused to refuse.
+Pin = Callable[[str, int], Awaitable[list[str]]]
+
+
+class AddressRefused(httpcore.ConnectError):
+    """The host resolves to an address the security settings refuse (url_validation_failed)."""
 
 
 class OneWriteStream(httpcore.AsyncNetworkStream):
@@ -65,8 +74,14 @@ class OneWriteStream(httpcore.AsyncNetworkStream):
 
 
 class OneWriteBackend(httpcore.AsyncNetworkBackend):
-    def __init__(self, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+    """Streams that write once per request; with ``pin``, TCP connections go only to the
+    addresses it allows for the host (tried in its order)."""
+
+    def __init__(
+        self, inner: httpcore.AsyncNetworkBackend | None = None, pin: Pin | None = None
+    ) -> None:
         self._inner = inner or httpcore.TrioBackend()
+        self._pin = pin
 
     async def connect_tcp(
         self,
@@ -76,8 +91,19 @@ class OneWriteBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        stream = await self._inner.connect_tcp(host, port, timeout, local_address, socket_options)
-        return OneWriteStream(stream)
+        targets = [host] if self._pin is None else await self._pin(host, port)
+        failure: Exception | None = None
+        for target in targets:
+            try:
+                stream = await self._inner.connect_tcp(
+                    target, port, timeout, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+                continue
+            return OneWriteStream(stream)
+        assert failure is not None, "a pin returns at least one address or raises"
+        raise failure
 
     async def connect_unix_socket(
         self,
@@ -91,15 +117,17 @@ class OneWriteBackend(httpcore.AsyncNetworkBackend):
         await self._inner.sleep(seconds)
 
 
-def one_write_transport(limits: httpx.Limits = httpx.Limits()) -> httpx.AsyncHTTPTransport:
+def one_write_transport(
+    limits: httpx.Limits = httpx.Limits(), pin: Pin | None = None
+) -> httpx.AsyncHTTPTransport:
     """An HTTP/1.1 transport (certificates verified, no proxy) whose requests leave in one
-    write each."""
+    write each, connecting only where ``pin`` allows."""
     transport = httpx.AsyncHTTPTransport(limits=limits, trust_env=False)
     transport._pool = httpcore.AsyncConnectionPool(
         ssl_context=httpx.create_ssl_context(trust_env=True),  # SSL_CERT_FILE / SSL_CERT_DIR
         max_connections=limits.max_connections,
         max_keepalive_connections=limits.max_keepalive_connections,
         keepalive_expiry=limits.keepalive_expiry,
-        network_backend=OneWriteBackend(),
+        network_backend=OneWriteBackend(pin=pin),
     )
     return transport
