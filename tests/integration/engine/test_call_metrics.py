@@ -12,6 +12,7 @@ import json
 import math
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -153,3 +154,36 @@ def test_status_functions_prints_one_line_per_function(measured: Any) -> None:
     assert line.split()[1:4] == [str(CALLS), str(FAILING), "10.0%"]
     assert any(x.startswith("WORKER") for x in lines)
     assert any(x.startswith("red-server ") for x in lines)
+
+
+def test_observability_off_installs_neither_hook(tmp_path: Path) -> None:
+    """``enabled: false`` and ``metrics_enabled: false``: no RED metrics, and a call without
+    a traceparent reaches its handler without one (no span hook made one up)."""
+    off = {"name": "iii-observability", "config": {"enabled": False, "metrics_enabled": False}}
+    engine = EngineProcess({"workers": [off]}, tmp_path, env={"III_LOG_LEVEL": "info"}).start()
+    client = sdk_client(engine.url, "off-probe")
+    try:
+
+        async def seen(data: Any) -> Any:
+            from opentelemetry import propagate
+
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            return {"traceparent": carrier.get("traceparent")}
+
+        client.register_function("off::seen", seen)
+
+        def called() -> Any:
+            try:
+                return client.trigger({"function_id": "off::seen", "payload": {}})
+            except Exception:
+                return None
+
+        assert wait_for(called, 15) == {"traceparent": None}
+        doc = client.trigger({"function_id": "engine::calls::stats", "payload": {}})
+        assert doc == {"functions": [], "workers": [], "enabled": False}
+        result = status(engine, "--functions")
+        assert result.returncode == 0 and "metrics are off" in result.stdout
+    finally:
+        client.shutdown()
+        engine.stop()

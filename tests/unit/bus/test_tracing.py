@@ -156,3 +156,24 @@ def test_with_several_calls_in_flight_to_the_caller_nothing_is_guessed() -> None
     (inner,) = c.of(m.InvokeFunction)
     parsed = parse_traceparent(inner.traceparent)
     assert parsed is not None and parsed[0] != TP[3:35]
+
+
+def test_the_iii_observability_entry_switches_the_hooks(tmp_path: Any) -> None:
+    from supervisor.config.loader import load
+    from supervisor.engine.runner import observability_switches
+
+    path = tmp_path / "config.yaml"
+    cases = {
+        "workers: []\n": (True, True),  # the injected default entry: both on
+        "workers:\n  - name: iii-observability\n    config:\n      enabled: false\n": (
+            False,
+            True,
+        ),
+        "workers:\n  - name: iii-observability\n    config:\n      metrics_enabled: false\n": (
+            True,
+            False,
+        ),
+    }
+    for text, expected in cases.items():
+        path.write_text(text)
+        assert observability_switches(load(path).engine) == expected, text
