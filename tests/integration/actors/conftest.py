@@ -5,7 +5,8 @@ here as ``python -m actors.<module>`` connected through ``III_URL``, with their 
 JSON file named by ``III_CONFIG`` and their own ``III_DATA_DIR`` (what the supervisor passes),
 so tests can kill and restart them at will and hand the configuration actor its ``entries``
 block (which the supervisor does not compute yet). The engine's own spawn of the mandatory
-``configuration`` worker is switched off (``autostart: false``) so it cannot collide with ours.
+``configuration`` worker is switched off (``autostart: false``) so it cannot collide with ours,
+and so is ``iii-observability``'s (it would register its entry in the configuration actor).
 Switching to engine-spawned actors means listing them in ``ENGINE_CONFIG`` instead.
 """
 
@@ -33,7 +34,12 @@ READY_FUNCTION: Final = {
 }
 CALLER_KEY: Final = "_caller_worker_id"
 ENGINE_CONFIG: Final = {
-    "workers": [{"name": "configuration", "supervise": {"autostart": False}}],
+    "workers": [
+        {"name": "configuration", "supervise": {"autostart": False}},
+        # Mandatory too, and it keeps its settings in the configuration worker: its entry would
+        # appear among the entries these tests list.
+        {"name": "iii-observability", "supervise": {"autostart": False}},
+    ],
 }
 
 
