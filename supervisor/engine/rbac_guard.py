@@ -39,6 +39,7 @@ from supervisor.engine.rbac import (
     trigger_type_hook_input,
 )
 from transport import messages as m
+from transport.tracecontext import trace_fields
 
 if TYPE_CHECKING:
     from supervisor.engine.edge import BusEdge
@@ -243,7 +244,12 @@ class RbacGuard:
             declared = data.get("namespace")
             refusal = session.namespace_refusal(declared if isinstance(declared, str) else DEFAULT)
         if refusal is not None:
-            log.info("call refused by RBAC", function_id=fid, namespace=namespace)
+            log.info(
+                "call refused by RBAC",
+                function_id=fid,
+                namespace=namespace,
+                **trace_fields(msg.traceparent),
+            )
             self._answer(conn, msg, None, error("FORBIDDEN", refusal))
             return
         middleware = self.policy.middleware_function_id
