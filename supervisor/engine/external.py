@@ -155,6 +155,7 @@ class ExternalFunctions:
             metadata=msg.metadata,
             builtin=self._handler(claim),
             observe=observe,
+            invocation=msg.invocation,
         )
         functions.put(claim.entry)
         conn.functions.add(key)

@@ -33,11 +33,18 @@ class FunctionEntry:
     builtin: Callable[..., Any] | None = None
     component: str | None = None  # worker_name shown for built-ins
     observe: ObserveDescriptor = DEFAULT_DESCRIPTOR  # registerfunction.observe (descriptor.py)
+    invocation: Any = None  # HTTP-invoked (external.py): the registration's `invocation`
     _turn: int = 0
 
     @property
     def key(self) -> Key:
         return (self.namespace, self.function_id)
+
+    @property
+    def in_engine(self) -> bool:
+        """A built-in of the engine itself (an HTTP-invoked function has a handler too, but a
+        worker owns it)."""
+        return self.builtin is not None and self.invocation is None
 
     @property
     def owner(self) -> Connection | None:
@@ -112,7 +119,7 @@ class FunctionTable:
 
     def put(self, entry: FunctionEntry) -> None:
         current = self._entries.get(entry.key)
-        if current is not None and current.builtin is not None and entry.builtin is None:
+        if current is not None and current.in_engine and not entry.in_engine:
             self._shadowed[entry.key] = current
         self._entries[entry.key] = entry
         self._spaces.setdefault(entry.function_id, set()).add(entry.namespace)
@@ -129,7 +136,7 @@ class FunctionTable:
             if not spaces:
                 del self._spaces[entry.function_id]
         self.revision += 1
-        if entry.builtin is not None:
+        if entry.in_engine:
             self._shadowed[key] = entry  # replaced by a worker's entry, put right after
         else:
             fallback = self._shadowed.pop(key, None)

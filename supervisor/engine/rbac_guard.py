@@ -318,7 +318,7 @@ class RbacGuard:
                 return None
         stored = session.prefixed(msg.id)
         current = self.bus.functions.get((conn.ns, stored))
-        if stored in self.policy.machinery or (current is not None and current.builtin):
+        if stored in self.policy.machinery or (current is not None and current.in_engine):
             # Stricter than upstream: a client of this listener may not stand in for an engine
             # built-in or for the functions that guard the listener (when their worker is away).
             log.warning("RBAC session may not register a reserved function id", id=stored)

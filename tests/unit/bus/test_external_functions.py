@@ -295,3 +295,21 @@ async def test_calls_waiting_on_an_unregistered_registration_end_at_once(bus: Bu
             (ended,) = caller.of(m.InvocationResult)
             assert ended.error is not None and ended.error.code == "function_not_found"
         nursery.cancel_scope.cancel()
+
+
+def test_a_removed_http_function_never_comes_back_as_a_shadowed_built_in(bus: Bus) -> None:
+    actor = Actor(bus)
+    actor.up()
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION)
+    actor.answer(actor.requests()[0], {})
+    owner.register("billing::charge")  # its own handler now
+    owner.send(m.UnregisterFunction(id="billing::charge"))
+    assert "billing::charge" not in ids(bus)
+    owner.register("billing::charge", invocation=INVOCATION)
+    actor.answer(actor.requests()[0], {})
+    owner.send(m.UnregisterFunction(id="billing::charge"))
+    other = Worker(bus, "other")
+    other.register("billing::charge")
+    other.leave()
+    assert "billing::charge" not in ids(bus)
