@@ -200,3 +200,26 @@ def test_an_unwatched_function_leaves_nothing_on_its_calls(bus: Bus) -> None:
     client.call("other::fn", {})
     (pending,) = [p for p in bus.table._pending.values()]
     assert pending.observed is None and pending.stamp is None
+
+
+def test_bad_observe_frames_get_specific_answers_and_the_engine_serves_on(bus: Bus) -> None:
+    shop, watcher, client = setup(bus)
+    client.call("engine::observers::get", {})
+    (res,) = client.of(m.InvocationResult)
+    assert res.error.code == "INVALID_ARGUMENTS" and "`id`" in res.error.message
+    inv = new_id()
+    client.send(m.InvokeFunction("audit::log", {}, inv, activation={"observer_id": "nope"}))
+    (res,) = client.of(m.InvocationResult)
+    assert (res.invocation_id, res.error.code) == (inv, "OBSERVER_NOT_ACTIVE")
+    assert res.error.message == "observer nope is unknown"
+    client.send(m.InvocationsObserved("junk"))
+    client.send(m.InvocationsObserved([1, {"function_id": 2}, {"function_id": "x"}]))
+    client.send(m.LocalInvocationStats(functions={"no": "list"}, dropped_reports=3))
+    client.send(m.Unobserve("nope"))
+    client.send(m.ObserverAck("orders::create", "o1", 99))  # not the owner: ignored
+    assert client.outbox() == [] and watcher.outbox() == []
+    inv = client.call("orders::create", {"n": 1})  # still serving, still observed
+    (fwd,) = shop.of(m.InvokeFunction)
+    shop.send(m.InvocationResult(inv, "orders::create", result={"ok": True}))
+    (act,) = watcher.of(m.InvokeFunction)
+    assert act.data["input"] == {"n": 1}
