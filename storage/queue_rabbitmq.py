@@ -22,12 +22,17 @@ a crash in between duplicates a message, never loses it. FIFO queues consume wit
 
 Threading: pika's ``BlockingConnection`` lives in one thread owned by the adapter. The thread
 runs ``process_data_events`` (which also keeps heartbeats), executes the operations trio hands
-it (woken by ``add_callback_threadsafe``), and hands every delivery to trio with
-``TrioToken.run_sync_soon``. Publishes use publisher confirms. When the connection drops (the
+it (woken by ``add_callback_threadsafe`` only while it waits there, once per wait), and hands
+trio what arrived (deliveries, finished operations) in one ``TrioToken.run_sync_soon`` per turn.
+Declarations and counts go on a blocking channel; every publish goes on a second channel in
+confirm mode whose confirms are pipelined: publishes are sent without waiting for the one
+before, ``storage.queue_confirms`` matches each ``basic.ack``/``nack`` (and ``basic.return``)
+to its publish, and an enqueue is answered only once its own publish is confirmed. Acks of
+deliveries are sent without waiting (an ack has no reply). When the connection drops (the
 broker restarts), the thread reconnects with backoff, declares everything again and resumes
-consuming; operations wait for the connection (up to ``OP_TIMEOUT``) and publishes interrupted
-mid-way are sent again, so an acknowledged publish is never lost. Acks of deliveries from the
-old connection are dropped: the broker redelivers those messages (at-least-once).
+consuming; operations wait for the connection (up to ``OP_TIMEOUT``) and publishes not yet
+confirmed are sent again first, so an acknowledged publish is never lost. Acks of deliveries
+from the old connection are dropped: the broker redelivers those messages (at-least-once).
 """
 
 from __future__ import annotations

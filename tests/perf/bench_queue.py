@@ -248,10 +248,10 @@ def print_table(results: dict[str, float | str]) -> None:
     """Each row's jobs/s with its ratio to Celery and to Dramatiq, and whether each iii row
     meets the targets (faster than Celery, at least Dramatiq's / 1.5)."""
     celery, dramatiq = results.get("celery rabbitmq"), results.get("dramatiq rabbitmq")
-    print(f"\n{'system':28} {'jobs/s':>10} {'/ Celery':>9} {'/ Dramatiq':>11}  targets")
+    print(f"\n{'system':36} {'jobs/s':>10} {'/ Celery':>9} {'/ Dramatiq':>11}  targets")
     for label, value in results.items():
         if not isinstance(value, float):
-            print(f"{label:28} {value}")
+            print(f"{label:36} {value}")
             continue
         verdict = ""
         if label.startswith("iii") and isinstance(celery, float) and isinstance(dramatiq, float):
@@ -261,7 +261,7 @@ def print_table(results: dict[str, float | str]) -> None:
             verdict += f" (> Celery: {'yes' if beats else 'no'}, "
             verdict += f">= Dramatiq/{DRAMATIQ_SLACK}: {'yes' if close else 'no'})"
         print(
-            f"{label:28} {value:>10,.0f} {ratio(value, celery):>9} "
+            f"{label:36} {value:>10,.0f} {ratio(value, celery):>9} "
             f"{ratio(value, dramatiq):>11}  {verdict}"
         )
 
