@@ -2,8 +2,8 @@
 and ``iii-supervisor status --json`` show count 1000, errors 100 and latency percentiles within
 10 % of what the caller measured; ``status --functions`` shows the same row.
 
-The handler sleeps a known, varied time (20–100 ms), so the percentiles mean something; the
-caller (an SDK 0.23 worker process) keeps 10 calls in flight and times each one itself.
+The handler sleeps a known, varied time (50–250 ms), so the percentiles mean something; the
+caller (an SDK 0.23 worker process) keeps 25 calls in flight and times each one itself.
 """
 
 from __future__ import annotations
@@ -44,11 +44,11 @@ w = register_worker(os.environ["III_URL"], InitOptions(worker_name="red-caller")
 CALLS, FAILING = int(os.environ["CALLS"]), int(os.environ["FAILING"])
 
 async def main():
-    gate = asyncio.Semaphore(10)
+    gate = asyncio.Semaphore(25)
     latencies, errors = [], 0
     async def one(i):
         nonlocal errors
-        data = {"ms": 20 + (i * 37 % 101) * 0.8, "fail": i % (CALLS // FAILING) == 0}
+        data = {"ms": 50 + (i * 37 % 101) * 2, "fail": i % (CALLS // FAILING) == 0}
         async with gate:
             t0 = time.perf_counter()
             try:
