@@ -64,6 +64,7 @@ class ObserverSpec:
     expires_in_ms: int | None
     max_in_flight: int
     explicit_capture: bool = False
+    added_capture: str | None = None  # the deliver part added to capture (§7.5 rule 4)
 
     def same_definition(self, other: ObserverSpec) -> bool:
         """Replay check (§5.2 step 5): the normalized definitions are equal."""
@@ -160,8 +161,10 @@ def parse_observe(msg: m.Observe, home_namespace: str, compile_filter: Compile) 
         raise ObserveError(
             "SELF_TARGET", f"observer {msg.id}: {src_fid} cannot be its own observer's target"
         )
+    added: str | None = None
     if deliver in ("input", "output") and deliver not in capture:
         capture = (*capture, deliver)
+        added = deliver
     return ObserverSpec(
         id=msg.id,
         source=(src_ns, src_fid),
@@ -177,6 +180,7 @@ def parse_observe(msg: m.Observe, home_namespace: str, compile_filter: Compile) 
         expires_in_ms=expires,
         max_in_flight=max_in_flight,
         explicit_capture=raw_capture is not None,
+        added_capture=added,
     )
 
 

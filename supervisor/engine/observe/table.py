@@ -153,7 +153,10 @@ class ObserverTable:
             if existing.spec.same_definition(spec):
                 self._bind(existing, conn)
                 self.settle(existing, now, quiet=True)
-                conn.send(m.ObserveResult(spec.id, existing.state, existing.reason))
+                result = m.ObserveResult(
+                    spec.id, existing.state, existing.reason, self._warnings(existing)
+                )
+                conn.send(result)
                 return
             self._remove(existing)  # replaced: a new observer with fresh counters
         obs = Observer(
@@ -171,7 +174,27 @@ class ObserverTable:
         if obs.expires_at is not None:
             self._timer(obs.expires_at, "expire", spec.id)
         self.settle(obs, now, quiet=True)
-        conn.send(m.ObserveResult(spec.id, obs.state, obs.reason))
+        warnings = self._warnings(obs) if obs.state not in TERMINAL else None
+        conn.send(m.ObserveResult(spec.id, obs.state, obs.reason, warnings))
+
+    def _warnings(self, obs: Observer) -> list[str] | None:
+        """Advisory texts (§5.2 step 8): filter roots this observer can never see, and the
+        ``deliver`` part added to its capture."""
+        spec = obs.spec
+        roots: frozenset[str] = getattr(spec.compiled, "roots", frozenset())
+        out: list[str] = []
+        if self._owner_delivered(spec.source):
+            never = [r for r in ("output", "error") if r in roots]
+            why = "an owner-delivered source reports neither"
+        else:
+            never = ["output"] if spec.on == "error" and "output" in roots else []
+            never += ["error"] if spec.on == "success" and "error" in roots else []
+            why = f'calls seen with on "{spec.on}" never carry it'
+        for root in never:
+            out.append(f"filters read {root!r}, which can never be present ({why})")
+        if spec.added_capture is not None:
+            out.append(f"capture extended with {spec.added_capture!r} for deliver")
+        return out or None
 
     def _bind(self, obs: Observer, conn: Connection) -> None:
         if obs.conn is not None:

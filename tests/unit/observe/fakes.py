@@ -33,6 +33,10 @@ class FakeFilter:
     def normal(self) -> Any:
         return {} if not self.raw else {"$and": [{k: v} for k, v in self.raw.items()]}
 
+    @property
+    def roots(self) -> frozenset[str]:
+        return frozenset(path.split(".")[0] for path in self.raw)
+
     def matches(self, doc: Any) -> bool:
         for path, ops in self.raw.items():
             value: Any = doc

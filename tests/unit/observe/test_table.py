@@ -384,3 +384,26 @@ def test_detail_shows_filters_and_drop_counters() -> None:
     assert shown["dropped"] == {"LOOP_GUARD": 1}
     assert shown["source"]["filters"] == {"input.n": {"$gte": 2}}
     assert detail(world.table, "nope") is None
+
+
+def test_observeresult_warns_of_roots_an_observer_can_never_see() -> None:
+    world = World()
+    world.register(conn("shop", OLD), "orders::create")
+    world.register(conn("cron", OLD), "cron::tick", {"delivery": "owner"})
+    w = conn("w")
+    world.register(w, "audit::log")
+    quiet = world.observe(w, "a", source={"function_id": "orders::create"})
+    assert quiet.warnings is None
+    res = world.observe(
+        w, "b", source={"function_id": "orders::create", "filters": {"error.code": {"$eq": "x"}}}
+    )
+    assert res.warnings == [
+        "filters read 'error', which can never be present (calls seen with on \"success\" "
+        "never carry it)"
+    ]
+    res = world.observe(
+        w,
+        "c",
+        source={"function_id": "cron::tick", "deliver": "output", "capture": ["input"]},
+    )
+    assert res.warnings == ["capture extended with 'output' for deliver"]
