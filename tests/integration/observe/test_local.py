@@ -65,6 +65,16 @@ def body():
     wait(lambda: len(rec.of("t::rapid")) >= 200, 20)
     check("L4.inputs", sorted(r["data"]["input"]["i"] for r in rec.of("t::rapid")))
 
+    # localinvocationstats (sent now rather than at the SDK's 10 s tick) reach the RED metrics
+    shop._loop.call_soon_threadsafe(shop._reporter.send_stats)
+
+    def counted():
+        stats = shop.trigger({"function_id": "engine::calls::stats", "payload": {}})
+        rows = [r for r in stats["functions"] if r["function_id"] == "orders::place"]
+        return rows[0] if rows and rows[0]["count"] >= 202 else None
+
+    check("stats.orders_place", wait(counted, 10))
+
     # L5-L9: owner delivery with hooks
     hooks_seen = {"added": [], "removed": [], "added_done_at": {}}
 
@@ -219,6 +229,11 @@ def test_l3_unobserved_local_calls_activate_nothing(local: Scenario) -> None:
 def test_l4_every_one_of_200_rapid_local_calls_is_activated(local: Scenario) -> None:
     assert local["L4.state"]["state"] == "active"
     assert local["L4.inputs"] == list(range(200))
+
+
+def test_local_invocation_stats_are_counted_in_engine_calls_stats(local: Scenario) -> None:
+    row = local["stats.orders_place"]  # 202 local calls; the routed ones are 1 by then
+    assert row is not None and row["count"] >= 202 and row["errors"] == 0
 
 
 def test_l5_args_format_refuses_without_running_a_hook_and_passes_valid_args(
