@@ -34,7 +34,7 @@ from supervisor.engine.functions import FunctionEntry, FunctionTable
 from supervisor.engine.hooks import Hooks
 from supervisor.engine.invocations import InvocationTable, Outcome, Pending
 from supervisor.engine.metrics import CallMetrics
-from supervisor.engine.observe.envelope import observe_fields
+from supervisor.engine.observe.envelope import CallWire, observe_fields
 from supervisor.engine.registration import Registrar
 from supervisor.engine.triggers import Binding, Provider, TriggerTable
 from supervisor.engine.views import BusEvent, WorkerView
@@ -423,7 +423,7 @@ class Bus:
             metadata=msg.metadata,
             traceparent=msg.traceparent,
             baggage=msg.baggage,
-            wire=msg,
+            wire=CallWire.of(msg),
         )
 
     def reply(
@@ -481,7 +481,7 @@ class Bus:
         traceparent: str | None = None,
         baggage: str | None = None,
         on_done: Outcome | None = None,
-        wire: m.InvokeFunction | None = None,
+        wire: CallWire | None = None,
     ) -> None:
         inv_id = downstream_id
         if inv_id is None or inv_id in self.table:

@@ -35,9 +35,9 @@ class Pending:
     traceparent: str | None = None
     baggage: str | None = None
     parent_span_id: str | None = None  # set by the tracing hook: the caller's span, if any
-    # Observe (supervisor/engine/observe): the calling connection, also for void calls; the
-    # message that made the call (routed or an activation); the stamped caller, built once
-    # when asked; the observers a completion is matched against.
+    # Observe (supervisor/engine/observe): the calling connection, also for void calls; what
+    # it needs of the message that made the call (envelope.CallWire: no data); the stamped
+    # caller, built once when asked; the observers a completion is matched against.
     origin: Connection | None = None
     wire: Any = None
     stamp: Any = None

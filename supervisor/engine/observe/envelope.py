@@ -20,6 +20,23 @@ _CALLER_KEYS = ("worker_id", "worker_name", "function_id", "invocation_id")
 PARTS = ("input", "output", "error", "caller", "metadata")
 
 
+class CallWire:
+    """What the observe family needs of the message that made a call, without its ``data``
+    (a Pending must not keep a large payload alive until the call completes)."""
+
+    __slots__ = ("activation", "caller", "metadata", "observe_depth")
+
+    def __init__(self, caller: Any, observe_depth: Any, activation: Any, metadata: Any) -> None:
+        self.caller = caller
+        self.observe_depth = observe_depth
+        self.activation = activation
+        self.metadata = metadata
+
+    @classmethod
+    def of(cls, msg: m.InvokeFunction) -> CallWire:
+        return cls(msg.caller, msg.observe_depth, msg.activation, msg.metadata)
+
+
 def observe_depth(value: Any) -> int:
     """``observe_depth`` as read from a worker: non-integers, booleans, negatives are 0."""
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:

@@ -15,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 import attrs
 import structlog
 
-from supervisor.engine.observe.envelope import caller_of, observe_depth, routed_document
+from supervisor.engine.observe.envelope import (
+    CallWire,
+    caller_of,
+    observe_depth,
+    routed_document,
+    strip_injected,
+)
 from supervisor.engine.observe.guard import fails, range_fails, resolve
 from supervisor.engine.observe.records import Event, Job, Outcome
 from supervisor.engine.observe.spec import Compile, Key
@@ -78,19 +84,7 @@ class ObserveHook:
 
     def activate(self, entry: FunctionEntry, job: Job, on_done: Outcome) -> None:
         activation = {"observer_id": job.observer_id, "activation_id": job.activation_id}
-        wire = m.InvokeFunction(
-            entry.function_id,
-            job.data,
-            job.activation_id,
-            None,
-            entry.namespace,
-            job.metadata,
-            job.traceparent,
-            job.baggage,
-            job.caller,
-            job.depth,
-            activation,
-        )
+        wire = CallWire(job.caller, job.depth, activation, job.metadata)
         self.bus.dispatch(
             entry,
             job.data,
@@ -119,8 +113,7 @@ class ObserveHook:
     def on_dispatch(self, pending: Pending, data: Any) -> m.ErrorBody | None:
         watch = self.watched.get((pending.namespace, pending.function_id))
         if watch is not None:
-            wire = pending.wire
-            source = wire.data if wire is not None else data  # before _caller_worker_id
+            source = strip_injected(data)  # the input as the caller sent it
             pending.observed = (watch, source, int(time.time() * 1000))
         return None
 
