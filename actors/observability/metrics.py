@@ -15,7 +15,7 @@ from actors.runtime import Payload
 from transport.client import FunctionError
 from transport.jsonshape import json_type
 
-__all__ = ["MetricStore", "WorkerCounts", "engine_metrics", "list_metrics"]
+__all__ = ["MetricStore", "WorkerCounts", "engine_metrics", "list_metrics", "red_records"]
 
 Record = dict[str, Any]
 
@@ -119,6 +119,59 @@ def engine_metrics(stats: Any, *, active_workers: int, counts: WorkerCounts) -> 
         if isinstance(stats, dict)
         else [],
     }
+
+
+# The bus's RED figures exported as OpenTelemetry gauges: (name, stats key, unit, description).
+RED_SERVICE: Final = "iii-engine"
+RED_GAUGES: Final = (
+    ("iii.invocations", "count", "{invocation}", "invocations in the sliding window"),
+    ("iii.invocation.errors", "errors", "{invocation}", "failed invocations in the window"),
+    ("iii.invocation.duration.p50", "p50_ms", "ms", "median latency over the window"),
+    ("iii.invocation.duration.p95", "p95_ms", "ms", "95th percentile latency over the window"),
+    ("iii.invocation.duration.p99", "p99_ms", "ms", "99th percentile latency over the window"),
+)
+
+
+def red_records(stats: Any, *, start_ns: int, now_ns: int) -> list[Record]:
+    """``engine::calls::stats`` as OTLP gauge records (the shape ``export`` converts): one
+    gauge per figure, a data point per function (``function_id``, ``namespace``) and per
+    worker (``worker_id``, ``worker_name``). The figures cover the bus's sliding window, so they
+    are gauges, not cumulative sums. Telemetry plumbing is left out, as in ``engine_metrics``."""
+    if not isinstance(stats, dict):
+        return []
+    rows: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    for f in stats.get("functions") or ():
+        if isinstance(f, dict) and not str(f.get("function_id", "")).startswith(PLUMBING):
+            attrs = {"function_id": str(f.get("function_id")), "namespace": str(f.get("namespace"))}
+            rows.append((attrs, f))
+    for w in stats.get("workers") or ():
+        if isinstance(w, dict):
+            attrs = {"worker_id": str(w.get("worker_id")), "worker_name": str(w.get("name") or "")}
+            rows.append((attrs, w))
+    records: list[Record] = []
+    for name, key, unit, description in RED_GAUGES:
+        points = [
+            {
+                "attributes": attrs,
+                "start_time_unix_nano": start_ns,
+                "time_unix_nano": now_ns,
+                "value": row[key],
+            }
+            for attrs, row in rows
+            if isinstance(row.get(key), int | float) and not isinstance(row.get(key), bool)
+        ]
+        if points:
+            records.append(
+                {
+                    "name": name,
+                    "description": description,
+                    "unit": unit,
+                    "type": "gauge",
+                    "data_points": points,
+                    "service_name": RED_SERVICE,
+                }
+            )
+    return records
 
 
 def _opt_ms(p: Payload, key: str) -> int | None:

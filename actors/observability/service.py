@@ -19,7 +19,13 @@ import trio
 from actors.observability.archive import TraceArchive
 from actors.observability.export import OtlpExport
 from actors.observability.logs import LEVELS, LogStore, list_logs, log_record
-from actors.observability.metrics import MetricStore, WorkerCounts, engine_metrics, list_metrics
+from actors.observability.metrics import (
+    MetricStore,
+    WorkerCounts,
+    engine_metrics,
+    list_metrics,
+    red_records,
+)
 from actors.observability.otlpjson import logs_of, metrics_of, spans_of
 from actors.observability.settings import Settings
 from actors.observability.spans import SpanStore, group_by, is_internal, list_traces, trace_tree
@@ -38,6 +44,7 @@ DELIVERY_TRACES: Final = 4096  # trace ids of our own trace-trigger deliveries, 
 ARCHIVE_EVERY: Final = 1.0
 SWEEP_EVERY: Final = 60.0
 STATS_TIMEOUT: Final = 5.0
+RED_EXPORT_EVERY: Final = 5.0  # the bus's RED gauges go to the OTLP metric exporter this often
 WORKERS_HOOK: Final = "iii-observability::on-workers-available"
 _CONSOLE: Final = {"trace": "debug", "debug": "debug", "info": "info", "warn": "warning"}
 _NOT_ENABLED: Final = ("memory_exporter_not_enabled", "The memory exporter is not enabled")
@@ -117,9 +124,25 @@ class ObservabilityService:
             nursery.start_soon(self._archive_loop)
         if self.export is not None:
             nursery.start_soon(self.export.run)
+            if "metrics" in self.export.signals:
+                nursery.start_soon(self._red_export_loop)
         nursery.start_soon(self._trace_loop)
         nursery.start_soon(self._sweep_loop)
         self.register()
+
+    async def _red_export_loop(self) -> None:
+        """The bus's RED metrics (engine::calls::stats) to the OTLP metric exporter, every
+        ``RED_EXPORT_EVERY`` seconds; a failed read is skipped (the next one comes soon)."""
+        assert self.export is not None
+        start = now_ns()
+        while True:
+            await trio.sleep(RED_EXPORT_EVERY)
+            try:
+                stats = await self.client.invoke("engine::calls::stats", {}, timeout=STATS_TIMEOUT)
+            except FunctionError as exc:
+                log.debug("engine::calls::stats unavailable", code=exc.code)
+                continue
+            self.export.offer("metrics", red_records(stats, start_ns=start, now_ns=now_ns()))
 
     async def stop(self) -> None:
         if self.archive is not None:

@@ -67,6 +67,21 @@ class Received:
                 for m in sm.metrics
             }
 
+    def metric_attribute(self, name: str, key: str) -> set[str]:
+        """The string values of attribute ``key`` on the data points of gauge ``name``."""
+        with self.lock:
+            return {
+                a.value.string_value
+                for r in self.requests["metrics"]
+                for rm in r.resource_metrics
+                for sm in rm.scope_metrics
+                for m in sm.metrics
+                if m.name == name
+                for p in m.gauge.data_points
+                for a in p.attributes
+                if a.key == key
+            }
+
     def log_bodies(self) -> set[str]:
         with self.lock:
             return {

@@ -69,6 +69,11 @@ def run_export(tmp_path: Path, endpoint: str, protocol: str, received: Received)
         wanted = {f"{protocol} frame log", f"{protocol} engine log"}
         wait_for(lambda: wanted <= received.log_bodies(), timeout=15)
         assert f"{protocol} span" in received.span_names()
+        # The bus's RED metrics (engine::calls::stats) are exported as gauges too: the
+        # engine::log::info call above is one of the invocations they count.
+        red = {"iii.invocations", "iii.invocation.errors", "iii.invocation.duration.p99"}
+        wait_for(lambda: red <= received.metric_names(), timeout=15)
+        assert "engine::log::info" in received.metric_attribute("iii.invocations", "function_id")
     finally:
         client.shutdown()
         assert engine.stop() == 0
