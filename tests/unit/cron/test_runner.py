@@ -90,7 +90,8 @@ async def test_a_day_of_every_minute_ticks_in_milliseconds(
     assert recorder.ticks() == [60 * i for i in range(1, 1441)]
     # Each fired on its tick, to the microsecond of virtual time.
     assert all(abs(actual - tick) < 1e-6 for _, tick, actual in recorder.fires)
-    assert elapsed < 5.0, f"a virtual day took {elapsed:.2f}s"
+    # Wall time is reported, not asserted: timed assertions do not belong in the unit suite.
+    print(f"[cron] a virtual day of minute ticks took {elapsed * 1000:.0f} ms of wall time")
     # The records of used tick claims do not pile up in the lock index.
     assert len(await store.list_keys("cron_locks")) <= 2
 
