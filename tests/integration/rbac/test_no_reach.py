@@ -51,7 +51,7 @@ def trusted_binding(rbac: Rbac) -> str:
 
 
 def test_no_message_type_reaches_a_non_exposed_function(rbac: Rbac) -> None:
-    assert rbac.calls()["secret"] == 0
+    before = rbac.calls()["secret"]  # the package's engine is shared: other modules call it
     with raw(rbac.rbac_url, "valid-token") as ws:
         assert first(ws)["type"] == "workerregistered"
         assert invoke(ws, "engine::workers::register", {"name": "intruder"})["result"] == {
@@ -160,10 +160,10 @@ def test_no_message_type_reaches_a_non_exposed_function(rbac: Rbac) -> None:
             "triggers"
         ]
     }
-    assert rbac.calls()["secret"] == 0
+    assert rbac.calls()["secret"] == before
     # the record can tell: the same function is reachable from the plain listener
     assert rbac.plain.trigger({"function_id": SECRET, "payload": {}}) == {"secret": True}
-    assert rbac.calls()["secret"] == 1
+    assert rbac.calls()["secret"] == before + 1
 
 
 def test_durable_trigger_at_a_non_exposed_function_is_forbidden(rbac: Rbac) -> None:
