@@ -36,7 +36,8 @@ test: $(TEST_STAMP) $(SDK025_STAMP) services deploy-tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -m serial $(PYTEST_ARGS) || [ $$? -eq 5 ]  # 5: none selected
 
 typecheck: $(TEST_STAMP)
 	$(BIN)/mypy

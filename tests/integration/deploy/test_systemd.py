@@ -19,6 +19,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -103,8 +104,19 @@ def notify(tmp_path: Path) -> Iterator[NotifyReceiver]:
     receiver.close()
 
 
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A directory with a short path: the status socket under it must fit AF_UNIX's 107 bytes,
+    which pytest's own (per-xdist-worker) tmp paths can exceed."""
+    path = Path(tempfile.mkdtemp(prefix="iii-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def test_exec_start_sends_ready_watchdog_reloading_and_stopping(
-    tmp_path: Path, notify: NotifyReceiver
+    tmp_path: Path, short_tmp: Path, notify: NotifyReceiver
 ) -> None:
     unit = unitfile.load()
     service = unit["Service"]
@@ -133,7 +145,7 @@ def test_exec_start_sends_ready_watchdog_reloading_and_stopping(
         ("RuntimeDirectory", "RUNTIME_DIRECTORY"),
         ("LogsDirectory", "LOGS_DIRECTORY"),
     ):
-        path = tmp_path / key / unitfile.one(unit, "Service", key)
+        path = short_tmp / key / unitfile.one(unit, "Service", key)
         path.mkdir(parents=True, mode=0o750)
         dirs[var] = str(path)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("III_", "WATCHDOG_"))}

@@ -154,6 +154,7 @@ def test_durable_topic_on_rabbitmq_reaches_each_subscriber(
     assert first.settle() == 20 and second.settle() == 20
 
 
+@pytest.mark.serial  # it restarts the shared broker: nothing else may use it meanwhile
 def test_a_broker_restart_under_load_loses_no_job(
     vhost: str, queue_engine: Callable[..., QueueDeployment]
 ) -> None:
