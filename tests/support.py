@@ -199,12 +199,25 @@ def sdk_client(url: str, name: str = "test-client") -> Any:
     return register_worker(url, InitOptions(worker_name=name, otel={"enabled": False}))
 
 
-def engine_fixture(tmp_path: Path, config: dict[str, Any] | None = None) -> Iterator[EngineProcess]:
-    eng = EngineProcess(config or {"workers": []}, tmp_path).start()
+def engine_fixture(
+    tmp_path: Path, config: dict[str, Any] | None = None, env: dict[str, str] | None = None
+) -> Iterator[EngineProcess]:
+    """A fixture body: ``yield from engine_fixture(tmp, config)`` runs an engine around it."""
+    eng = EngineProcess(config or {"workers": []}, tmp_path, env=env).start()
     try:
         yield eng
     finally:
         eng.stop()
+
+
+def client_fixture(url: str, name: str = "test-client") -> Iterator[Any]:
+    """A fixture body: ``yield from client_fixture(url, name)`` connects an SDK client around
+    it and shuts it down after."""
+    client = sdk_client(url, name)
+    try:
+        yield client
+    finally:
+        client.shutdown()
 
 
 def find_process(root: int, needle: str, timeout: float = 10.0) -> int:

@@ -8,25 +8,17 @@ from typing import Any
 
 import pytest
 
-from tests.support import EngineProcess, sdk_client, wait_for
+from tests.support import EngineProcess, client_fixture, engine_fixture, wait_for
 
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[EngineProcess]:
-    eng = EngineProcess({"workers": []}, tmp_path).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path, {"workers": []})
 
 
 @pytest.fixture
 def client(engine: EngineProcess) -> Iterator[Any]:
-    c = sdk_client(engine.url, "test-client")
-    try:
-        yield c
-    finally:
-        c.shutdown()
+    yield from client_fixture(engine.url, "test-client")
 
 
 def function_ids(client: Any) -> set[str]:

@@ -22,7 +22,13 @@ from iii import InvocationError
 from websockets.sync.client import ClientConnection, connect
 
 from tests.integration.engine.conftest import wait_functions
-from tests.support import EngineProcess, WorkerProcess, require_sdk025, sdk_client
+from tests.support import (
+    EngineProcess,
+    WorkerProcess,
+    client_fixture,
+    engine_fixture,
+    require_sdk025,
+)
 
 MIB = 1024 * 1024
 LIMIT = 64 * MIB
@@ -88,20 +94,12 @@ w.shutdown()
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     tmp = tmp_path_factory.mktemp("large")
     state = {"adapter": {"name": "kv", "config": {"store_method": "in_memory"}}}
-    eng = EngineProcess({"workers": [{"name": "iii-state", "config": state}]}, tmp).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp, {"workers": [{"name": "iii-state", "config": state}]})
 
 
 @pytest.fixture(scope="module")
 def client(engine: EngineProcess) -> Iterator[Any]:
-    c = sdk_client(engine.url, "large-0.23")
-    try:
-        yield c
-    finally:
-        c.shutdown()
+    yield from client_fixture(engine.url, "large-0.23")
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,14 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect
 
-from tests.support import EngineProcess, WorkerProcess, require_sdk025, wait_for
+from tests.support import EngineProcess, WorkerProcess, engine_fixture, require_sdk025, wait_for
 
 SDK025_FEATURES = ["observe.v1", "local-dispatch.v1", "large-messages.v1"]
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    eng = EngineProcess({"workers": []}, tmp_path_factory.mktemp("engine")).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path_factory.mktemp("engine"), {"workers": []})
 
 
 def register_call(name: str, **data: Any) -> str:

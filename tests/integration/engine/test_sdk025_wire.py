@@ -15,25 +15,24 @@ import pytest
 from websockets.sync.client import connect
 
 from tests.integration.engine.conftest import wait_functions
-from tests.support import EngineProcess, WorkerProcess, require_sdk025, sdk_client, wait_for
+from tests.support import (
+    EngineProcess,
+    WorkerProcess,
+    client_fixture,
+    engine_fixture,
+    require_sdk025,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    eng = EngineProcess({"workers": []}, tmp_path_factory.mktemp("engine")).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path_factory.mktemp("engine"), {"workers": []})
 
 
 @pytest.fixture(scope="module")
 def client(engine: EngineProcess) -> Iterator[Any]:
-    c = sdk_client(engine.url, "wire-client")
-    try:
-        yield c
-    finally:
-        c.shutdown()
+    yield from client_fixture(engine.url, "wire-client")
 
 
 def run(

@@ -22,7 +22,14 @@ import attrs
 import httpx
 import pytest
 
-from tests.support import REPO, EngineProcess, free_port, sdk_client, wait_for, wait_port
+from tests.support import (
+    REPO,
+    EngineProcess,
+    client_fixture,
+    free_port,
+    wait_for,
+    wait_port,
+)
 
 SPAWN_BY_ENGINE = True
 
@@ -114,11 +121,7 @@ def stack(
 
 @pytest.fixture(scope="module")
 def client(stack: HttpStack) -> Iterator[Any]:
-    c = sdk_client(stack.engine.url, "http-test-client")
-    try:
-        yield c
-    finally:
-        c.shutdown()
+    yield from client_fixture(stack.engine.url, "http-test-client")
 
 
 @pytest.fixture

@@ -15,24 +15,24 @@ from iii_helpers.http import HttpInvocationConfig
 
 from tests.integration.http_functions.conftest import SECURITY, call, fresh, listed, register
 from tests.integration.http_functions.endpoint import Endpoint
-from tests.support import EngineProcess, find_process, sdk_client, wait_for
+from tests.support import (
+    EngineProcess,
+    client_fixture,
+    engine_fixture,
+    find_process,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     config = {"workers": [{"name": "iii-http-functions", "config": {"security": SECURITY}}]}
-    eng = EngineProcess(config, tmp_path_factory.mktemp("httpfn-restart")).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path_factory.mktemp("httpfn-restart"), config)
 
 
 @pytest.fixture(scope="module")
 def client(engine: EngineProcess) -> Iterator[Any]:
-    c = sdk_client(engine.url, "ext-restart")
-    yield c
-    c.shutdown()
+    yield from client_fixture(engine.url, "ext-restart")
 
 
 def test_a_killed_actor_comes_back_serving_every_registration(

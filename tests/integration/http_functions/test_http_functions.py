@@ -36,7 +36,14 @@ from tests.integration.http_functions.endpoint import (
     RawProbe,
     make_certificate,
 )
-from tests.support import EngineProcess, WorkerProcess, require_sdk025, sdk_client, wait_for
+from tests.support import (
+    EngineProcess,
+    WorkerProcess,
+    client_fixture,
+    engine_fixture,
+    require_sdk025,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,27 +57,19 @@ def engine(
 ) -> Iterator[EngineProcess]:
     config = {"workers": [{"name": "iii-http-functions", "config": {"security": SECURITY}}]}
     env = {**ENV, "SSL_CERT_FILE": str(certificate[0])} if certificate else ENV
-    eng = EngineProcess(config, tmp_path_factory.mktemp("httpfn"), env=env).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path_factory.mktemp("httpfn"), config, env=env)
 
 
 @pytest.fixture(scope="module")
 def owner(engine: EngineProcess) -> Iterator[Any]:
     """The worker that registers the external functions."""
-    c = sdk_client(engine.url, "ext-owner")
-    yield c
-    c.shutdown()
+    yield from client_fixture(engine.url, "ext-owner")
 
 
 @pytest.fixture(scope="module")
 def caller(engine: EngineProcess) -> Iterator[Any]:
     """Another worker, which calls them."""
-    c = sdk_client(engine.url, "ext-caller")
-    yield c
-    c.shutdown()
+    yield from client_fixture(engine.url, "ext-caller")
 
 
 # -- the acceptance points ------------------------------------------------------------------------

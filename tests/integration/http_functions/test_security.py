@@ -17,24 +17,26 @@ from iii_helpers.http import HttpInvocationConfig
 
 from tests.integration.http_functions.conftest import failure, fresh, listed, refused_in_log
 from tests.integration.http_functions.endpoint import Endpoint
-from tests.support import BIN, REPO, EngineProcess, sdk_client, wait_for
+from tests.support import (
+    BIN,
+    REPO,
+    EngineProcess,
+    client_fixture,
+    engine_fixture,
+    sdk_client,
+    wait_for,
+)
 
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
     config = {"workers": [{"name": "iii-http-functions"}]}  # no block: upstream's defaults
-    eng = EngineProcess(config, tmp_path_factory.mktemp("httpfn-strict")).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path_factory.mktemp("httpfn-strict"), config)
 
 
 @pytest.fixture(scope="module")
 def client(engine: EngineProcess) -> Iterator[Any]:
-    c = sdk_client(engine.url, "ext-strict")
-    yield c
-    c.shutdown()
+    yield from client_fixture(engine.url, "ext-strict")
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,14 @@ from tests.integration.observability.helpers import (
     traces_body,
     wait_ready,
 )
-from tests.support import EngineProcess, WorkerProcess, require_sdk025, sdk_client, wait_for
+from tests.support import (
+    EngineProcess,
+    WorkerProcess,
+    engine_fixture,
+    require_sdk025,
+    sdk_client,
+    wait_for,
+)
 
 SPAN_KEYS = {
     "trace_id",
@@ -59,11 +66,7 @@ LOG_KEYS = {
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    eng = EngineProcess({"workers": []}, tmp_path_factory.mktemp("obs")).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path_factory.mktemp("obs"), {"workers": []})
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.integration.observe.support import Scenario
-from tests.support import EngineProcess
+from tests.support import EngineProcess, engine_fixture
 
 LOCAL = r"""
 import asyncio
@@ -183,11 +183,7 @@ main(body)
 
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
-    eng = EngineProcess({"workers": []}, tmp_path_factory.mktemp("engine")).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path_factory.mktemp("engine"), {"workers": []})
 
 
 @pytest.fixture(scope="module")

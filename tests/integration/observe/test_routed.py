@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.integration.observe.support import Scenario
-from tests.support import EngineProcess, free_port
+from tests.support import EngineProcess, engine_fixture, free_port
 
 ROUTED = r"""
 def body():
@@ -225,11 +225,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
             "config": {"host": "127.0.0.1", "port": RBAC_PORT, "rbac": rbac},
         },
     ]
-    eng = EngineProcess({"workers": listeners}, tmp_path_factory.mktemp("engine")).start()
-    try:
-        yield eng
-    finally:
-        eng.stop()
+    yield from engine_fixture(tmp_path_factory.mktemp("engine"), {"workers": listeners})
 
 
 @pytest.fixture(scope="module")
