@@ -18,6 +18,8 @@ from typing import Any, Final
 import attrs
 import structlog
 
+from transport.jsonshape import json_kind
+
 __all__ = [
     "DOC_URL",
     "InvalidOpsError",
@@ -67,14 +69,14 @@ def parse_ops(ops: Any) -> list[Op]:
     deserialization error and applies nothing.
     """
     if not isinstance(ops, list | tuple):
-        raise InvalidOpsError(f"ops: expected an array, got {_type_name(ops)}")
+        raise InvalidOpsError(f"ops: expected an array, got {json_kind(ops)}")
     return [_parse_op(index, raw) for index, raw in enumerate(ops)]
 
 
 def _parse_op(index: int, raw: Any) -> Op:
     where = f"ops[{index}]"
     if not isinstance(raw, dict):
-        raise InvalidOpsError(f"{where}: expected an object, got {_type_name(raw)}")
+        raise InvalidOpsError(f"{where}: expected an object, got {json_kind(raw)}")
     kind = raw.get("type")
     if kind not in OP_TYPES:
         raise InvalidOpsError(
@@ -85,7 +87,7 @@ def _parse_op(index: int, raw: Any) -> Op:
             raise InvalidOpsError(f"{where}: missing field `path`")
         path = raw["path"]
         if not isinstance(path, str):
-            raise InvalidOpsError(f"{where}.path: expected a string, got {_type_name(path)}")
+            raise InvalidOpsError(f"{where}.path: expected a string, got {json_kind(path)}")
         segments: tuple[str, ...] = (path,) if path else ()
     else:
         segments = _parse_flexible_path(where, raw.get("path"))
@@ -94,7 +96,7 @@ def _parse_op(index: int, raw: Any) -> Op:
             raise InvalidOpsError(f"{where}: missing field `by`")
         by = raw["by"]
         if isinstance(by, bool) or not isinstance(by, int):
-            raise InvalidOpsError(f"{where}.by: expected an integer, got {_type_name(by)}")
+            raise InvalidOpsError(f"{where}.by: expected an integer, got {json_kind(by)}")
         if not I64_MIN <= by <= I64_MAX:
             raise InvalidOpsError(f"{where}.by: {by} does not fit a signed 64-bit integer")
         return Op(type=kind, path=segments, by=by)
@@ -110,11 +112,11 @@ def _parse_flexible_path(where: str, path: Any) -> tuple[str, ...]:
         for position, segment in enumerate(path):
             if not isinstance(segment, str):
                 raise InvalidOpsError(
-                    f"{where}.path[{position}]: expected a string, got {_type_name(segment)}"
+                    f"{where}.path[{position}]: expected a string, got {json_kind(segment)}"
                 )
         return tuple(path)
     raise InvalidOpsError(
-        f"{where}.path: expected a string or an array of strings, got {_type_name(path)}"
+        f"{where}.path: expected a string or an array of strings, got {json_kind(path)}"
     )
 
 
@@ -167,7 +169,7 @@ def _check_merge_value(value: Any) -> Failure | None:
     if not isinstance(value, dict):
         return (
             "merge.value.not_an_object",
-            f"merge value must be an object, got {_type_name(value)}",
+            f"merge value must be an object, got {json_kind(value)}",
         )
     if len(value) > MAX_MERGE_KEYS:
         return (
@@ -223,7 +225,7 @@ def _apply_merge(target: _Target, op: Op, index: int) -> Failure | None:
                 "update.merge_skipped",
                 op_index=index,
                 reason="root value is not an object",
-                root_type=_type_name(target.value),
+                root_type=json_kind(target.value),
             )
             return None
         node = target.value
@@ -287,7 +289,7 @@ def _add(target: _Target, op: Op, delta: int) -> Failure | None:
 def _sum(name: str, current: Any, delta: int) -> list[Any] | Failure:
     """``[current + delta]``, or a failure when ``current`` is not a number or it overflows."""
     if isinstance(current, bool) or not isinstance(current, int | float):
-        return f"{name}.not_number", f"target is {_type_name(current)}, not a number"
+        return f"{name}.not_number", f"target is {json_kind(current)}, not a number"
     result = current + delta
     if isinstance(result, int) and not I64_MIN <= result <= U64_MAX:
         return (
@@ -343,8 +345,8 @@ def _append_to(current: Any, value: Any) -> list[Any] | Failure:
     if isinstance(current, str):
         if isinstance(value, str):
             return [current + value]
-        return "append.type_mismatch", f"cannot append {_type_name(value)} to a string"
-    return "append.type_mismatch", f"cannot append to {_type_name(current)}"
+        return "append.type_mismatch", f"cannot append {json_kind(value)} to a string"
+    return "append.type_mismatch", f"cannot append to {json_kind(current)}"
 
 
 def _apply_remove(target: _Target, op: Op, index: int) -> Failure | None:
@@ -381,20 +383,4 @@ def _clone(value: Any) -> Any:
 
 
 def _not_object_message(value: Any) -> str:
-    return f"target is {_type_name(value)}, not an object"
-
-
-def _type_name(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return type(value).__name__
+    return f"target is {json_kind(value)}, not an object"

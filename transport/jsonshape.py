@@ -23,3 +23,21 @@ def json_type(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return type(value).__name__
+
+
+def json_kind(value: Any) -> str:
+    """A value's JSON type as prose for error messages: "null", "a boolean", "a number", "a
+    string", "an array", "an object"; anything else (not JSON) as "a <Python type name>"."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list | tuple):
+        return "an array"
+    if isinstance(value, dict):
+        return "an object"
+    return f"a {type(value).__name__}"

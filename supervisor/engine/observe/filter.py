@@ -28,6 +28,8 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from transport.jsonshape import json_kind
+
 MAX_DEPTH = 8  # nested filters; the top-level filter is depth 1
 MAX_NODES = 64  # operators, $or and $not nodes
 MAX_SET_ITEMS = 256  # items of one $in / $nin
@@ -108,7 +110,7 @@ class CompiledFilter:
 def compile_filter(raw: object) -> CompiledFilter:
     """Validate ``raw`` (§10.6, in that order) and compile it; raises ``FilterError``."""
     if not isinstance(raw, dict):
-        raise FilterError(f"a filter must be a JSON object, not {_kind(raw)}")
+        raise FilterError(f"a filter must be a JSON object, not {json_kind(raw)}")
     _check_json(raw)
     text = json.dumps(raw, separators=(",", ":"), ensure_ascii=False)
     size = len(text.encode("utf-8"))
@@ -125,22 +127,6 @@ def compile_filter(raw: object) -> CompiledFilter:
 
 
 # -- step 1: the value is JSON ---------------------------------------------------------------
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list | tuple):
-        return "an array"
-    if isinstance(value, dict):
-        return "an object"
-    return f"a {type(value).__name__}"
 
 
 def _valid_unicode(text: str) -> bool:
@@ -186,7 +172,7 @@ def _check_json(raw: dict[str, Any]) -> None:
             else:
                 todo.extend((item, f"{where}[{i}]", level + 1) for i, item in enumerate(value))
             continue
-        raise FilterError(f"{where}: {_kind(value)} is not JSON")
+        raise FilterError(f"{where}: {json_kind(value)} is not JSON")
 
 
 # -- step 3: structure -----------------------------------------------------------------------
@@ -245,7 +231,7 @@ class _Compiler:
         if depth > MAX_DEPTH:
             raise FilterError(f"filters nest deeper than {MAX_DEPTH} levels")
         if not isinstance(raw, dict):
-            raise FilterError(f"a filter must be a JSON object, not {_kind(raw)}")
+            raise FilterError(f"a filter must be a JSON object, not {json_kind(raw)}")
         for key, value in raw.items():
             if key == "$and":
                 for member in self.members("$and", value):
@@ -258,7 +244,7 @@ class _Compiler:
             elif key == "$not":
                 self.count()
                 if not isinstance(value, dict):
-                    raise FilterError(f"`$not` takes a filter object, not {_kind(value)}")
+                    raise FilterError(f"`$not` takes a filter object, not {json_kind(value)}")
                 out.append(_negation(self.filter(value, depth + 1, in_any)))
             elif key in VALUE_OPERATORS:
                 raise FilterError(f'`{key}` needs a path: write {{"<path>": {{"{key}": …}}}}')
@@ -274,7 +260,7 @@ class _Compiler:
     @staticmethod
     def members(name: str, value: Any) -> list[Any]:
         if not isinstance(value, list):
-            raise FilterError(f"`{name}` takes an array of filters, not {_kind(value)}")
+            raise FilterError(f"`{name}` takes an array of filters, not {json_kind(value)}")
         if not value:
             raise FilterError(f"`{name}` takes a non-empty array of filters")
         return value
@@ -322,7 +308,7 @@ class _Compiler:
 
     def operator(self, where: str, name: str, operand: Any, depth: int) -> Test:
         def wrong(expected: str) -> FilterError:
-            return FilterError(f"`{where}`: `{name}` takes {expected}, not {_kind(operand)}")
+            return FilterError(f"`{where}`: `{name}` takes {expected}, not {json_kind(operand)}")
 
         if name in ("$eq", "$ne"):
             _literal_nesting(where, name, operand)
@@ -364,7 +350,7 @@ class _Compiler:
         if not isinstance(operand, dict):
             raise FilterError(
                 f"`{where}`: `$any` takes an operator object or a filter over `@`, "
-                f"not {_kind(operand)}"
+                f"not {json_kind(operand)}"
             )
         if depth + 1 > MAX_DEPTH:
             raise FilterError(f"filters nest deeper than {MAX_DEPTH} levels")
