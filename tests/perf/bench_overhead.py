@@ -10,9 +10,10 @@
 2. The invoke round trip (a raw-protocol caller → engine → a raw-protocol callee, as
    bench_invoke) with observability **off** (``iii-observability`` with ``enabled: false`` and
    ``metrics_enabled: false``: the bus installs neither the span hook nor the metrics hook),
-   **on** (the default config: both hooks, no ingest function registered, so no span is
-   serialised) and **on + ingest** (a sink registers ``iii-observability::ingest``: the spans
-   are kept, serialised to OTLP/JSON and sent in batches). 1 caller: p50; 16 callers:
+   **on** (the default config: both hooks, and the mandatory iii-observability actor, which
+   registers ``iii-observability::ingest``, so the spans are serialised and stored by it) and
+   **on + ingest** (a sink registers the ingest function too: the spans are kept, serialised
+   to OTLP/JSON and sent in batches). Both "on" rows therefore include span ingestion. 1 caller: p50; 16 callers:
    throughput. Rounds alternate between the engines, medians are reported; a second "off"
    engine (A/A) shows how much two identical setups differ in the same run.
 3. The bus core in process (no sockets, CPU time, best of interleaved runs): what each hook
