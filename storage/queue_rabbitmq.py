@@ -773,14 +773,7 @@ class RabbitBroker:
                 lambda: self._scan_dlq(spec, lambda props: True, "redrive"), replay=False
             )
             return int(moved)
-        picked: list[str] = []
-
-        def pick_one(props: Any) -> bool:
-            if not picked and props.message_id == message_id:
-                picked.append(message_id)
-                return True
-            return False
-
+        pick_one = _first_with_id(message_id)
         _, moved = await self._call(lambda: self._scan_dlq(spec, pick_one, "redrive"), replay=False)
         return int(moved)
 
@@ -788,14 +781,7 @@ class RabbitBroker:
         spec = self._specs.get(queue)
         if spec is None:
             return 0
-        picked: list[str] = []
-
-        def pick_one(props: Any) -> bool:
-            if not picked and props.message_id == message_id:
-                picked.append(message_id)
-                return True
-            return False
-
+        pick_one = _first_with_id(message_id)
         _, moved = await self._call(lambda: self._scan_dlq(spec, pick_one, "discard"), replay=False)
         return int(moved)
 
@@ -818,6 +804,19 @@ class RabbitBroker:
 
         result: QueueCounts = await self._call(run)
         return result
+
+
+def _first_with_id(message_id: str) -> Callable[[Any], bool]:
+    """A DLQ scan's picker: true for the first message with ``message_id``, then never."""
+    picked: list[str] = []
+
+    def pick(props: Any) -> bool:
+        if not picked and props.message_id == message_id:
+            picked.append(message_id)
+            return True
+        return False
+
+    return pick
 
 
 def _noop() -> None:
