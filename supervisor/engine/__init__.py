@@ -4,7 +4,8 @@ The bus as a synchronous core (``bus``: registries, routing, the in-flight table
 argument), the tables it is made of (``functions``, ``triggers``, ``invocations``,
 ``connection``), the hooks around registration, dispatch and completion (``hooks``: the RED
 metrics of ``metrics`` and the spans of ``tracing``), the ``engine::*`` built-ins (``builtins/``, one module
-per family), listeners, channels, and the trio edge that drives the core (``edge``).
+per family; ``builtin_call`` runs one), listeners, channels, and the trio edge that drives the
+core (``edge``).
 ``runner.run_engine`` assembles them. It may import ``supervisor.config``; never
 ``supervisor.supervision``. Modules inside the room import each other directly, never
 through this package.

@@ -8,24 +8,23 @@ writes the sockets and calls ``tick`` when ``next_wakeup`` says so. PROTOCOL.md 
 
 from __future__ import annotations
 
-import inspect
 import time
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 import structlog
 
 from supervisor.engine.acks import NoObservers, ObserverDirectory
+from supervisor.engine.builtin_call import run_builtin
 from supervisor.engine.channels import ChannelRegistry
 from supervisor.engine.connection import Connection
 from supervisor.engine.enqueue import enqueue
 from supervisor.engine.errors import (
     DEFAULT,
     INVALID_NAMESPACE_MSG,
-    InvocationFailed,
     blank,
     error,
 )
@@ -514,7 +513,8 @@ class Bus:
                     self.finish(pending, None, refusal)
                     return
         if callee is None:
-            self._run_builtin(entry, pending, data, caller)
+            ctx = CallContext(self, caller, entry.function_id, entry.namespace)
+            run_builtin(self, entry, pending, data, ctx)
             return
         if callee.draining:
             who = callee.name or callee.worker_id
@@ -539,46 +539,6 @@ class Bus:
                 "channel_send_failed", f"Worker hosting {entry.function_id} is disconnecting"
             )
             self.finish(pending, None, err)
-
-    def _run_builtin(
-        self, entry: FunctionEntry, pending: Pending, data: Any, caller: Connection | None
-    ) -> None:
-        assert entry.builtin is not None
-        try:
-            if data is not None and not isinstance(data, dict) and not entry.owners:
-                raise InvocationFailed(
-                    "deserialization_error",
-                    f"Failed to deserialize input for {entry.function_id}: expected an object",
-                )
-            ctx = CallContext(self, caller, entry.function_id, entry.namespace)
-            result = entry.builtin(ctx, data if entry.owners else data or {})  # owned: HTTP
-        except InvocationFailed as exc:
-            self.finish(pending, None, error(exc.code, exc.message))
-            return
-        except Exception as exc:
-            fields = trace_fields(pending.traceparent)
-            log.exception("built-in function failed", function_id=entry.function_id, **fields)
-            self.finish(pending, None, error("invocation_failed", str(exc)))
-            return
-        if inspect.isawaitable(result):
-            if self.spawn is None:
-                self.finish(pending, None, error("invocation_failed", "the engine is not running"))
-                return
-            self.spawn(self._await_builtin, pending, result)
-        else:
-            self.finish(pending, result, None)
-
-    async def _await_builtin(self, pending: Pending, awaitable: Awaitable[Any]) -> None:
-        try:
-            result = await awaitable
-        except InvocationFailed as exc:
-            self.finish(pending, None, error(exc.code, exc.message))
-        except Exception as exc:
-            fields = trace_fields(pending.traceparent)
-            log.exception("built-in function failed", function_id=pending.function_id, **fields)
-            self.finish(pending, None, error("invocation_failed", str(exc)))
-        else:
-            self.finish(pending, result, None)
 
     def complete(self, conn: Connection, msg: m.InvocationResult) -> None:
         pending = self.table.get(msg.invocation_id)
