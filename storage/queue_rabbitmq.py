@@ -62,6 +62,7 @@ from storage.queue_broker import (
 )
 from storage.queue_confirms import ConfirmTracker
 from storage.queue_core import QueueCounts, retry_delay_ms
+from storage.queue_rabbitmq_dlq import Seen, dead_message, first_with_id, pick_all, scan_dlq
 
 __all__ = ["OP_TIMEOUT", "RabbitBroker", "names_of", "open_rabbitmq_broker"]
 
@@ -69,7 +70,8 @@ log = structlog.get_logger(__name__)
 
 OP_TIMEOUT: Final = 30.0  # how long an operation waits for a (re)connection
 RECONNECT_BACKOFF: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
-DLQ_SCAN_LIMIT: Final = 10_000  # a DLQ listing reads at most this many messages
+_PRECONDITION_FAILED: Final = 406  # a declaration whose arguments differ from the queue's
+_NOT_FOUND: Final = 404  # AMQP reply code of a channel closed for a missing queue or exchange
 _CONNECTION_ERRORS: Final = (
     pika.exceptions.AMQPConnectionError,
     pika.exceptions.ConnectionClosed,
@@ -79,6 +81,7 @@ _CONNECTION_ERRORS: Final = (
     OSError,
 )
 
+ScanAction = Literal["list", "redrive", "discard"]
 Channel = Any  # pika.adapters.blocking_connection.BlockingChannel (pika ships no types)
 
 
@@ -201,8 +204,9 @@ class RabbitBroker:
                 attempt = 0
                 self._serve()
             except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code != 406 or self._conn is None:
-                    raise
+                if exc.reply_code != _PRECONDITION_FAILED or self._conn is None:
+                    attempt = self._backoff(exc, attempt)
+                    continue
                 # PRECONDITION_FAILED: a queue exists with other arguments (another
                 # queue_type, priority or TTL). Reconnecting cannot fix that: stop, say why.
                 self.fatal = StorageUnavailableError(
@@ -213,24 +217,28 @@ class RabbitBroker:
                 self._stopping.set()
                 self.settled.set()
             except _CONNECTION_ERRORS as exc:
-                if self._stopping.is_set():
-                    break
-                delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
-                log.warning(
-                    "rabbitmq connection lost; reconnecting",
-                    error=str(exc) or type(exc).__name__,
-                    retry_in_s=delay,
-                )
-                attempt += 1
-                self._drop_connection()
-                self._fail_expired()
-                self._stopping.wait(delay)
+                attempt = self._backoff(exc, attempt)
             except Exception:  # a bug: log it and keep the thread alive
                 log.exception("rabbitmq adapter thread error")
                 self._drop_connection()
                 self._stopping.wait(1.0)
         self._drop_connection()
         self._fail_all(self.fatal or StorageUnavailableError("the rabbitmq adapter is closed"))
+
+    def _backoff(self, exc: BaseException, attempt: int) -> int:
+        """The connection (or a channel) is lost: drop it, wait, say the next attempt."""
+        if self._stopping.is_set():
+            return attempt
+        delay = RECONNECT_BACKOFF[min(attempt, len(RECONNECT_BACKOFF) - 1)]
+        log.warning(
+            "rabbitmq connection lost; reconnecting",
+            error=str(exc) or type(exc).__name__,
+            retry_in_s=delay,
+        )
+        self._drop_connection()
+        self._fail_expired()
+        self._stopping.wait(delay)
+        return attempt + 1
 
     def _connect(self) -> None:
         conn = pika.BlockingConnection(self._params)
@@ -315,16 +323,34 @@ class RabbitBroker:
                     continue  # answered at its confirm
                 assert op.run is not None
                 op.result = op.run()
-            except _CONNECTION_ERRORS as exc:
-                if op.replay and time.monotonic() < op.deadline and not self._stopping.is_set():
-                    self._ops.put(op)  # after the reconnect; the loop raises to get there
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != _NOT_FOUND:
+                    self._lost(op, exc)
                     raise
-                op.error = StorageUnavailableError(f"rabbitmq: {exc or type(exc).__name__}")
-                self._finish(op)
+                # A queue this call named is gone (a passive declare, a basic.get): an error
+                # for this call only; the broker closed the channel it used, so reopen that.
+                op.error = QueueNotFoundError(f"rabbitmq: {exc.reply_text}")
+                self._reopen_admin()
+            except _CONNECTION_ERRORS as exc:
+                self._lost(op, exc)
                 raise
             except BaseException as exc:
                 op.error = exc
             self._finish(op)
+
+    def _lost(self, op: _Op, exc: BaseException) -> None:
+        """``op`` failed with its connection (or channel): again after the reconnect, or
+        failed now."""
+        if op.replay and time.monotonic() < op.deadline and not self._stopping.is_set():
+            self._ops.put(op)  # after the reconnect; the loop raises to get there
+            return
+        op.error = StorageUnavailableError(f"rabbitmq: {exc or type(exc).__name__}")
+        self._finish(op)
+
+    def _reopen_admin(self) -> None:
+        conn = self._conn
+        if conn is not None and (self._admin is None or not self._admin.is_open):
+            self._admin = conn.channel()
 
     def _finish(self, op: _Op) -> None:
         op.finished = True
@@ -706,84 +732,47 @@ class RabbitBroker:
             raise _Stale()
         return token.channel
 
-    # -- the DLQ (thread, on a channel of its own: closing it requeues what it held) ----------
+    # -- the DLQ (``storage.queue_rabbitmq_dlq``, in the thread on a channel of its own) -----
 
-    def _scan_dlq(
-        self, spec: QueueSpec, pick: Callable[[Any], bool] | None, action: str
-    ) -> tuple[list[tuple[Any, Any, bytes]], int]:
+    def _scan(
+        self, spec: QueueSpec, pick: Callable[[Any], bool] | None, action: ScanAction
+    ) -> tuple[list[Seen], int]:
         conn = self._conn
         assert conn is not None
         names = names_of(spec)
-        ch = conn.channel()
-        seen: list[tuple[Any, Any, bytes]] = []
-        moved = 0
-        try:
-            for _ in range(DLQ_SCAN_LIMIT):
-                method, props, body = ch.basic_get(names.dlq, auto_ack=False)
-                if method is None:
-                    break
-                seen.append((method, props, body))
-                if pick is not None and pick(props):
-                    if action == "redrive":
-                        headers = {**(props.headers or {}), "x-attempt": 0}
-                        headers.pop("x-error", None)
-                        headers.pop("x-failed-at", None)
-                        again = pika.BasicProperties(
-                            message_id=props.message_id,
-                            delivery_mode=pika.DeliveryMode.Persistent,
-                            content_type="application/json",
-                            headers=headers,
-                        )
-                        if not self._publish_wait("", names.queue, body, again):
-                            raise StorageUnavailableError(f"could not route to {names.queue}")
-                    ch.basic_ack(method.delivery_tag)
-                    moved += 1
-        finally:
-            if ch.is_open:
-                ch.close()  # everything not acked goes back, in order
-        return seen, moved
+        return scan_dlq(
+            conn.channel(),
+            names.dlq,
+            pick,
+            action,
+            main_queue=names.queue,
+            publish_wait=lambda key, body, props: self._publish_wait("", key, body, props),
+        )
 
-    async def dead_messages(self, queue: str, offset: int, limit: int) -> list[DeadMessage]:
+    async def _scan_call(
+        self, queue: str, pick: Callable[[Any], bool] | None, action: ScanAction
+    ) -> tuple[list[Seen], int]:
         spec = self._specs.get(queue)
         if spec is None:
-            return []
-        seen, _ = await self._call(lambda: self._scan_dlq(spec, None, "list"), replay=False)
-        out = []
-        for _method, props, body in reversed(seen):
-            headers = props.headers or {}
-            failed = headers.get("x-failed-at")
-            out.append(
-                DeadMessage(
-                    id=props.message_id or "",
-                    data=_loads(body),
-                    error=_text(headers.get("x-error")),
-                    failed_at=failed / 1000 if isinstance(failed, int) else None,
-                    attempts=int(headers.get("x-attempt") or 0),
-                    size_bytes=len(body),
-                )
-            )
+            return [], 0
+        result: tuple[list[Seen], int] = await self._call(
+            lambda: self._scan(spec, pick, action), replay=False
+        )
+        return result
+
+    async def dead_messages(self, queue: str, offset: int, limit: int) -> list[DeadMessage]:
+        seen, _ = await self._scan_call(queue, None, "list")
+        out = [dead_message(props, body) for _method, props, body in reversed(seen)]
         return out[offset : offset + limit]
 
     async def redrive(self, queue: str, message_id: str | None = None) -> int:
-        spec = self._specs.get(queue)
-        if spec is None:
-            return 0
-        if message_id is None:
-            _, moved = await self._call(
-                lambda: self._scan_dlq(spec, lambda props: True, "redrive"), replay=False
-            )
-            return int(moved)
-        pick_one = _first_with_id(message_id)
-        _, moved = await self._call(lambda: self._scan_dlq(spec, pick_one, "redrive"), replay=False)
-        return int(moved)
+        pick = pick_all if message_id is None else first_with_id(message_id)
+        _, moved = await self._scan_call(queue, pick, "redrive")
+        return moved
 
     async def discard(self, queue: str, message_id: str) -> int:
-        spec = self._specs.get(queue)
-        if spec is None:
-            return 0
-        pick_one = _first_with_id(message_id)
-        _, moved = await self._call(lambda: self._scan_dlq(spec, pick_one, "discard"), replay=False)
-        return int(moved)
+        _, moved = await self._scan_call(queue, first_with_id(message_id), "discard")
+        return moved
 
     async def counts(self, queue: str) -> QueueCounts:
         spec = self._specs.get(queue)
@@ -806,34 +795,8 @@ class RabbitBroker:
         return result
 
 
-def _first_with_id(message_id: str) -> Callable[[Any], bool]:
-    """A DLQ scan's picker: true for the first message with ``message_id``, then never."""
-    picked: list[str] = []
-
-    def pick(props: Any) -> bool:
-        if not picked and props.message_id == message_id:
-            picked.append(message_id)
-            return True
-        return False
-
-    return pick
-
-
 def _noop() -> None:
     return None
-
-
-def _loads(body: bytes) -> Any:
-    try:
-        return orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return body.decode("utf-8", "replace")
-
-
-def _text(value: Any) -> str | None:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return value if isinstance(value, str) else None
 
 
 def _safe_url(url: str) -> str:

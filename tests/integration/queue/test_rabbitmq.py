@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from iii import InvocationError
 
 from tests.integration.queue.conftest import QueueDeployment, Recorder, call, enqueue
 from tests.support import port_open, require_service, wait_for
@@ -152,6 +153,28 @@ def test_durable_topic_on_rabbitmq_reaches_each_subscriber(
     first.wait_keys(20)
     second.wait_keys(20)
     assert first.settle() == 20 and second.settle() == 20
+
+
+def test_a_queue_deleted_behind_the_adapter_fails_only_the_calls_that_name_it(
+    vhost: str, queue_engine: Callable[..., QueueDeployment]
+) -> None:
+    """RabbitMQ closes the channel of a passive declare or a basic.get on a missing queue
+    (404): those calls fail with that error, and the adapter (its thread) carries on."""
+    name, other = qname(), qname()
+    q = queue_engine(rabbit_block(vhost, {name: {}, other: {}}))
+    job = Recorder()
+    q.register("test::rafter", job)
+    rabbitmqctl("-p", vhost, "delete_queue", f"iii.__fn_queue::{name}.dlq")
+    for function_id in ("engine::queue::topic_stats", "engine::queue::dlq_messages"):
+        with pytest.raises(InvocationError) as err:
+            call(q.client, function_id, {"queue": name})
+        assert "NOT_FOUND" in err.value.message and f"{name}.dlq" in err.value.message
+    stats = call(q.client, "engine::queue::topic_stats", {"queue": other})
+    assert stats["depth"] == 0 and stats["dlq_depth"] == 0
+    for n, queue in enumerate((name, other)):
+        enqueue(q.client, "test::rafter", {"n": n}, queue=queue)
+    job.wait_keys(2, 20.0)
+    assert call(q.client, "engine::queue::dlq_messages", {"queue": other}) == []
 
 
 @pytest.mark.serial  # it restarts the shared broker: nothing else may use it meanwhile
