@@ -180,6 +180,23 @@ class Registrar:
         key = (ns, msg.id)
         functions = self.bus.functions
         current = functions.get(key)
+        if current is not None and current.in_engine and conn.kind != "local":
+            # Stricter than upstream (PROTOCOL.md §6.3, §19.1 item 9): a worker may not take
+            # an engine built-in's id; only our own actors stand in for one (engine::log::*).
+            conn.send(
+                m.RegistrationRejected(
+                    code="FUNCTION_NAMESPACE_CONFLICT",
+                    namespace=ns,
+                    function_id=msg.id,
+                    owner_worker_id="",
+                )
+            )
+            log.warning(
+                "function id is an engine built-in: registration refused",
+                function_id=msg.id,
+                worker_id=conn.worker_id,
+            )
+            return
         if current is not None:
             holder = current.owner
             if holder is not None and holder is not conn:

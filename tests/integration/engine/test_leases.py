@@ -131,3 +131,43 @@ def test_restarted_worker_reclaims_even_before_the_old_socket_is_noticed(
         assert reply == {"type": "pong"}, reply
         ws2.close()
         time.sleep(0.05)
+
+
+HIJACKER = """
+import os, time
+from iii import register_worker, InitOptions
+w = register_worker(os.environ["III_URL"], InitOptions(worker_name="hijacker"))
+w.register_function("engine::functions::list", lambda data: {"functions": [], "hijacked": True})
+w.register_function("hijacker::ok", lambda data: {"ok": True})
+while True:
+    time.sleep(1)
+"""
+
+
+def test_a_worker_cannot_take_an_engine_built_ins_id_on_a_plain_listener(
+    engine: EngineProcess, tmp_path: Path, client: Any
+) -> None:
+    """§19.1 item 9 improved: the registration is refused (FUNCTION_NAMESPACE_CONFLICT, owner
+    ""), the SDK logs it and keeps serving, and the built-in still answers every caller."""
+    ws = raw_register(engine.url, "raw-hijacker", ["engine::functions::list"])
+    try:
+        frame = json.loads(ws.recv(timeout=5))
+        assert frame == {
+            "type": "registrationrejected",
+            "code": "FUNCTION_NAMESPACE_CONFLICT",
+            "namespace": "default",
+            "function_id": "engine::functions::list",
+            "owner_worker_id": "",
+        }
+    finally:
+        ws.close()
+    sdk = WorkerProcess(HIJACKER, tmp_path, engine.url, "hijacker")
+    try:
+        wait_functions(client, "hijacker::ok")
+        wait_for(lambda: "engine::functions::list" in sdk.output(), 10)
+        assert "Function registration rejected (FUNCTION_NAMESPACE_CONFLICT)" in sdk.output()
+        result = client.trigger({"function_id": "engine::functions::list", "payload": {}})
+        assert "hijacked" not in result
+        assert "hijacker::ok" in {f["function_id"] for f in result["functions"]}
+    finally:
+        sdk.stop()

@@ -28,9 +28,16 @@ def new_id() -> str:
 class Worker:
     """A connection attached to the bus whose outbox we read directly."""
 
-    def __init__(self, bus: Bus, name: str | None = None, namespace: str | None = None):
+    def __init__(
+        self,
+        bus: Bus,
+        name: str | None = None,
+        namespace: str | None = None,
+        *,
+        kind: str = "test",
+    ):
         self.bus = bus
-        self.conn = Connection(kind="test")
+        self.conn = Connection(kind=kind)
         bus.attach(self.conn)
         self.outbox()  # the workerregistered greeting
         if name is not None or namespace is not None:
@@ -253,6 +260,47 @@ def test_engine_prefix_is_reserved_outside_default(bus: Bus) -> None:
         "",
         "team",
     )
+
+
+def test_a_worker_may_not_register_over_an_engine_built_in(bus: Bus) -> None:
+    """PROTOCOL.md §6.3 / §19.1 item 9: upstream lets a worker overwrite a built-in in
+    default; here it is refused like the reserved prefix, and the built-in keeps serving."""
+    a = Worker(bus, "a")
+    a.register("engine::functions::list")
+    (rej,) = a.of(m.RegistrationRejected)
+    assert (rej.code, rej.namespace, rej.function_id, rej.owner_worker_id) == (
+        "FUNCTION_NAMESPACE_CONFLICT",
+        "default",
+        "engine::functions::list",
+        "",
+    )
+    entry = bus.functions[("default", "engine::functions::list")]
+    assert entry.in_engine and entry.owners == []
+    a.call("engine::functions::list", {})
+    (res,) = a.of(m.InvocationResult)
+    assert res.error is None and "functions" in res.result
+    assert ("default", "engine::functions::list") not in a.conn.functions
+
+
+def test_an_engine_prefixed_id_that_is_no_built_in_stays_registrable_in_default(
+    bus: Bus,
+) -> None:
+    a = Worker(bus, "queue")
+    a.register("engine::queue::enqueue")  # the standalone queue worker does this (§8.4)
+    assert a.of(m.RegistrationRejected) == []
+    assert bus.functions[("default", "engine::queue::enqueue")].owners == [a.conn]
+
+
+def test_our_own_actors_may_stand_in_for_a_built_in(bus: Bus) -> None:
+    actor = Worker(bus, "iii-observability", kind="local")
+    actor.register("engine::log::info")
+    assert actor.of(m.RegistrationRejected) == []
+    assert bus.functions[("default", "engine::log::info")].owners == [actor.conn]
+    # while it holds the id, a worker meets the ordinary lease conflict (its worker id)
+    other = Worker(bus, "other")
+    other.register("engine::log::info")
+    (rej,) = other.of(m.RegistrationRejected)
+    assert rej.owner_worker_id == actor.conn.worker_id
 
 
 def test_worker_name_conflict_rejects_the_newcomer(bus: Bus) -> None:

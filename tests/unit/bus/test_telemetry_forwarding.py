@@ -93,7 +93,7 @@ def test_a_builtin_a_worker_registered_over_comes_back_when_the_worker_goes(bus:
     key = ("default", "engine::log::info")
     builtin = bus.functions.get(key)
     assert builtin is not None and builtin.builtin is not None
-    actor = Worker(bus, "iii-observability")
+    actor = Worker(bus, "iii-observability", kind="local")
     actor.register("engine::log::info")
     actor.register("engine::log::info")  # registered again by the same worker: still shadowed
     entry = bus.functions.get(key)
