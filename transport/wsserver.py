@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 from collections import deque
 
+import h11
 import structlog
 import trio
 from wsproto import ConnectionType, WSConnection
@@ -84,6 +85,7 @@ class WebSocketServerConnection:
         self._ping_ids = itertools.count()
         self._fd = stream.socket.fileno()
         self._drained = False  # the upgrade request may already be waiting
+        self._head = bytearray()  # the bytes read until the upgrade request was complete
 
     # -- handshake ---------------------------------------------------------------------
 
@@ -93,6 +95,7 @@ class WebSocketServerConnection:
             data = await self._read()
             if not data:
                 raise HandshakeFailed("peer closed during the handshake")
+            self._head += data
             try:
                 self.ws.receive_data(data)
                 for event in self.ws.events():
@@ -102,6 +105,24 @@ class WebSocketServerConnection:
                 await self._raw_reject(400, f"Bad WebSocket upgrade: {exc}".encode())
                 raise HandshakeFailed(str(exc)) from None
         return self.request
+
+    def request_headers(self) -> list[tuple[bytes, bytes]]:
+        """Every header of the upgrade request, in order, names lower-cased, repeats kept.
+
+        wsproto's ``Request`` leaves out the ones it consumes (``host``,
+        ``sec-websocket-extensions``, ``sec-websocket-protocol``), so the request head is
+        parsed again here, by h11 as wsproto did: for an RBAC auth function, which must see
+        every header the client sent (PROTOCOL.md §13.3).
+        """
+        parser = h11.Connection(h11.SERVER)
+        parser.receive_data(bytes(self._head))
+        event = parser.next_event()
+        if isinstance(event, h11.Request):
+            return [(name, value) for name, value in event.headers]
+        request = self.request  # cannot happen: wsproto parsed the same bytes with h11
+        if request is None:
+            return []
+        return [(b"host", request.host.encode("idna")), *request.extra_headers]
 
     async def accept(self) -> None:
         await self._write(self.ws.send(AcceptConnection()))

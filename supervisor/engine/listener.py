@@ -78,18 +78,14 @@ class Listener:
                 log.info("handshake timed out", peer=ws.peer)
                 await ws.aclose()
                 return
-            await self._route(
-                ws, request.target, [(b"host", request.host.encode()), *request.extra_headers]
-            )
+            await self._route(ws, request.target)
         except (HandshakeFailed, CarrierClosed):
             await ws.aclose()
         except Exception:
             log.exception("connection handler failed", peer=ws.peer)
             await ws.aclose(1011)
 
-    async def _route(
-        self, ws: WebSocketServerConnection, target: str, headers: list[tuple[bytes, bytes]]
-    ) -> None:
+    async def _route(self, ws: WebSocketServerConnection, target: str) -> None:
         parts = urlsplit(target)
         path = parts.path or "/"
         if path == "/":
@@ -98,35 +94,32 @@ class Listener:
             if self.guard is None:
                 await self.bus.serve(ws)
                 return
-            session = await self._authenticate(ws, headers, parts.query)
+            session = await self._authenticate(ws, parts.query)
             if session is not None:
                 await self.bus.serve(ws, session=session, guard=self.guard)
         elif path == "/otel":
-            await self._telemetry(ws, headers, parts.query)
+            await self._telemetry(ws, parts.query)
         elif path.startswith("/ws/channels/"):
             await self._channel(ws, path.removeprefix("/ws/channels/"), parts.query)
         else:
             await ws.reject(404, b"Not Found")
 
-    async def _telemetry(
-        self, ws: WebSocketServerConnection, headers: list[tuple[bytes, bytes]], query: str
-    ) -> None:
+    async def _telemetry(self, ws: WebSocketServerConnection, query: str) -> None:
         """A ``/otel`` socket: no worker is created. RBAC listeners authenticate it after
         ``accept``, with the same refusal as ``/`` (PROTOCOL.md §15)."""
         await ws.accept()
-        if self.guard is not None and await self._authenticate(ws, headers, query) is None:
+        if self.guard is not None and await self._authenticate(ws, query) is None:
             return
         await _forward_telemetry(ws, self.bus.telemetry)
 
-    async def _authenticate(
-        self, ws: WebSocketServerConnection, headers: list[tuple[bytes, bytes]], query: str
-    ) -> RbacSession | None:
+    async def _authenticate(self, ws: WebSocketServerConnection, query: str) -> RbacSession | None:
         """The session for an accepted socket, or None after refusing it (§4.1 step 4):
         one AUTH_ERROR frame, then a Close without a status code. Frames the client sends
-        meanwhile wait unread in the socket, so none is lost."""
+        meanwhile wait unread in the socket, so none is lost. The auth function sees every
+        header of the upgrade request (§13.3), also those wsproto consumes."""
         assert self.guard is not None
         try:
-            return await self.guard.authenticate(headers, query, ws.peer)
+            return await self.guard.authenticate(ws.request_headers(), query, ws.peer)
         except AuthRefused as exc:
             log.info("connection refused by the auth function", peer=ws.peer, reason=exc.message)
             frame = m.ErrorFrame(error=error("AUTH_ERROR", exc.message))

@@ -56,6 +56,29 @@ def test_auth_function_gets_headers_query_params_and_ip(rbac: Rbac) -> None:
     assert "sec-websocket-key" in seen[0]["headers"]
 
 
+def test_auth_function_sees_the_headers_the_websocket_handshake_consumes(rbac: Rbac) -> None:
+    """§13.3: *every* upgrade request header, also upgrade, connection, the version, the
+    offered subprotocols and extensions, which the WebSocket library parses for itself."""
+    marker = str(uuid.uuid4())
+    from websockets.sync.client import connect
+
+    with connect(
+        rbac.rbac_url,
+        additional_headers={"x-test-token": "valid-token", "x-marker": marker},
+        subprotocols=["iii.v1", "other"],  # type: ignore[list-item]
+        compression="deflate",  # offers permessage-deflate in sec-websocket-extensions
+    ) as ws:
+        assert first(ws)["type"] == "workerregistered"
+    (seen,) = [a for a in rbac.calls()["auth"] if a["headers"].get("x-marker") == marker]
+    headers = seen["headers"]
+    assert headers["upgrade"].lower() == "websocket"
+    assert "upgrade" in headers["connection"].lower()
+    assert headers["sec-websocket-version"] == "13"
+    assert headers["sec-websocket-protocol"] == "iii.v1, other"
+    assert headers["sec-websocket-extensions"].startswith("permessage-deflate")
+    assert headers["host"] == rbac.rbac_url.removeprefix("ws://")
+
+
 def test_frames_sent_while_auth_runs_are_processed_in_order_after_it(rbac: Rbac) -> None:
     with raw(rbac.rbac_url, "slow-token") as ws:  # the auth function takes 0.5 s
         inv = str(uuid.uuid4())
