@@ -10,7 +10,8 @@ still kept in the configuration worker, so a change made there applies at the ne
 
 Deliberate simplifications (§10 allows them): alert rules are parsed but not evaluated, no
 metric rollups are kept, and ``sampling`` applies to nothing the actor stores (the engine
-samples its own spans).
+samples its own spans before sending them; SDK spans come sampled by the SDKs, which follow the
+engine's decision through the traceparent flags). ``collapse_spans`` applies to trace trees.
 """
 
 from __future__ import annotations

@@ -28,9 +28,27 @@ from actors.observability.metrics import (
 )
 from actors.observability.otlpjson import logs_of, metrics_of, spans_of
 from actors.observability.settings import Settings
-from actors.observability.spans import SpanStore, group_by, is_internal, list_traces, trace_tree
+from actors.observability.spanrows import (
+    END,
+    TRACE,
+    Row,
+    ShapeTable,
+    engine_rows,
+    is_internal_row,
+    row_of,
+    service_of,
+    span_of,
+    status_of,
+)
+from actors.observability.spans import (
+    SpanStore,
+    collapse_rules,
+    group_by,
+    list_traces,
+    trace_tree,
+)
 from actors.runtime import Payload
-from manifests.blocks.observability import INGEST_FUNCTION_ID
+from manifests.blocks.observability import ENGINE_SPANS_KIND, INGEST_FUNCTION_ID
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
 from transport.tracecontext import current, format_traceparent, new_span_id, new_trace_id
 
@@ -105,9 +123,11 @@ class ObservabilityService:
         )
         self.export = OtlpExport(s, signals=signals) if s.enabled and signals else None
         self.workers = WorkerCounts()
-        self.ingested = {"OTLP": 0, "MTRC": 0, "LOGS": 0}
-        self._to_archive: list[dict[str, Any]] = []
-        self._changed_traces: dict[str, dict[str, Any]] = {}  # trace id → a span of it
+        self.ingested = {"OTLP": 0, "MTRC": 0, "LOGS": 0, ENGINE_SPANS_KIND: 0}
+        self.shapes = ShapeTable()
+        self.collapse = collapse_rules(s.collapse_spans)
+        self._to_archive: list[Row] = []
+        self._changed_traces: dict[str, Row] = {}  # trace id → a span of it
         self._trace_bindings: dict[str, TriggerBinding] = {}
         self._deliveries: dict[str, None] = {}  # traces that our trace-trigger deliveries made
         self._log_bindings: dict[str, TriggerBinding] = {}
@@ -118,8 +138,8 @@ class ObservabilityService:
         if self.archive is not None:
             await self.archive.open()
             if self.spans is not None:
-                for span in await self.archive.newest(self.settings.memory_max_spans, now_ns()):
-                    self.spans.add(span)
+                restored = await self.archive.newest(self.settings.memory_max_spans, now_ns())
+                self.spans.add_rows(row_of(span) for span in restored)
                 log.info("traces restored from the archive", spans=len(self.spans))
             nursery.start_soon(self._archive_loop)
         if self.export is not None:
@@ -203,13 +223,16 @@ class ObservabilityService:
         kind = p.str("kind")
         body = p.data.get("body")
         if kind not in self.ingested:
-            raise p.error(f"`kind`: unknown variant `{kind}`, expected OTLP, MTRC or LOGS")
+            raise p.error(f"`kind`: unknown variant `{kind}`, expected OTLP, MTRC, LOGS or SPANS")
         if not isinstance(body, dict):
             raise p.error("`body`: expected an OTLP/JSON export request object")
         self.ingested[kind] += 1
+        if kind == ENGINE_SPANS_KIND:
+            self.add_rows(engine_rows(body, self.shapes))
+            return None
         now = now_ns()
         if kind == "OTLP":
-            self.add_spans(spans_of(body))
+            self.add_rows([row_of(span) for span in spans_of(body)])
         elif kind == "LOGS":
             for record in logs_of(body, now_ns=now):
                 self.add_log(record, now)
@@ -221,19 +244,20 @@ class ObservabilityService:
                 self.export.offer("metrics", records)
         return None
 
-    def add_spans(self, spans: list[dict[str, Any]]) -> None:
+    def add_rows(self, rows: list[Row]) -> None:
+        """Stored spans (spanrows.py): into the store, the archive's and the exporter's queues
+        (finished ones; their Span objects made there) and the trace trigger's tick."""
         if self.spans is not None:
-            for span in spans:
-                self.spans.add(span)
+            self.spans.add_rows(rows)
         if self.archive is not None:
-            self._to_archive.extend(s for s in spans if s.get("end_time_unix_nano"))
+            self._to_archive.extend(r for r in rows if r[END])
         if self.export is not None:
-            self.export.offer("traces", [s for s in spans if s.get("end_time_unix_nano")])
+            self.export.offer("traces", [span_of(r) for r in rows if r[END]])
         if self._trace_bindings:
-            for span in spans:
-                tid = span["trace_id"]
-                if not is_internal(span) and tid not in self._deliveries:
-                    self._changed_traces.setdefault(tid, span)
+            for row in rows:
+                tid = row[TRACE]
+                if tid not in self._deliveries and not is_internal_row(row):
+                    self._changed_traces.setdefault(tid, row)
 
     def add_log(self, record: dict[str, Any], now: int) -> None:
         if self.logs is None:
@@ -301,7 +325,7 @@ class ObservabilityService:
         return out
 
     async def traces_tree(self, data: Any, ctx: InvocationContext) -> Any:
-        out = trace_tree(self._span_store(), data)
+        out = trace_tree(self._span_store(), data, collapse=self.collapse)
         out["storage"] = self._storage()
         return out
 
@@ -349,6 +373,9 @@ class ObservabilityService:
                 "default_ratio": s.sampling_ratio,
                 "rules": list(s.sampling_rules),
                 "parent_based": s.parent_based,
+                "rate_limit": None
+                if s.rate_limit is None
+                else {"max_traces_per_second": s.rate_limit},
             },
             "logs": {"sampling_ratio": s.logs_sampling_ratio},
             "timestamp": now_ns() // 1_000_000,
@@ -445,9 +472,9 @@ class ObservabilityService:
             status = config.get("status")
             ids = [
                 tid
-                for tid, span in changed.items()
-                if (not service or str(span.get("service_name", "")).lower() == service.lower())
-                and (not status or str(span.get("status", "")).lower() == str(status).lower())
+                for tid, row in changed.items()
+                if (not service or service_of(row).lower() == service.lower())
+                and (not status or status_of(row).lower() == str(status).lower())
             ]
             if ids:
                 self._deliver_in_own_trace(binding, {"trace_ids": ids})
@@ -481,7 +508,7 @@ class ObservabilityService:
     async def _flush_archive(self) -> None:
         if self.archive is not None and self._to_archive:
             batch, self._to_archive = self._to_archive, []
-            await self.archive.write(batch, now_ns())
+            await self.archive.write([span_of(r) for r in batch], now_ns())
 
     async def _archive_loop(self) -> None:
         while True:

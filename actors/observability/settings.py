@@ -62,6 +62,8 @@ class Settings:
     logs_console_output: bool
     sampling_rules: tuple[dict[str, Any], ...] = ()
     parent_based: bool = False
+    rate_limit: int | None = None  # sampling.rate_limit.max_traces_per_second
+    collapse_spans: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def memory(self) -> bool:
@@ -134,7 +136,12 @@ def resolve(block: ObservabilityBlock, env: Mapping[str, str]) -> Settings:
         or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
         or "http://localhost:4317",
         protocol="http" if protocol.startswith("http") else "grpc",
-        sampling_ratio=_pick(block.sampling_ratio, _float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0)),
+        # sampling.default, when given, is the ratio of the spans no rule matches (the engine
+        # resolves it the same way: supervisor/engine/sampling.py).
+        sampling_ratio=_pick(
+            sampling.default if sampling else None,
+            _pick(block.sampling_ratio, _float(env, "OTEL_TRACES_SAMPLER_ARG", 1.0)),
+        ),
         memory_max_spans=block.memory_max_spans or _int(env, "OTEL_MEMORY_MAX_SPANS", 1000),
         memory_max_bytes=memory_bytes,
         archive=archive,
@@ -155,6 +162,10 @@ def resolve(block: ObservabilityBlock, env: Mapping[str, str]) -> Settings:
             for r in (sampling.rules if sampling else ())
         ),
         parent_based=bool(sampling and sampling.parent_based),
+        rate_limit=sampling.rate_limit.max_traces_per_second
+        if sampling and sampling.rate_limit
+        else None,
+        collapse_spans=tuple((c.name, c.service) for c in block.collapse_spans),
     )
 
 

@@ -1,28 +1,53 @@
 """The in-memory span store and the trace queries of WORKERS.md §10.2 (pure; time is an input).
 
-``SpanStore`` is a ring buffer bounded by a span count (``memory_max_spans``) and by bytes (the
-JSON size of the spans it holds, ``trace_storage.memory_max_bytes``); the oldest spans go first,
-and ``expire(now_ns)`` drops spans older than the retention. A span that arrives again (a
-pending snapshot, then the finished span) replaces the one stored.
+``SpanStore`` holds rows (spanrows.py) in arrival order, bounded by a span count
+(``memory_max_spans``) and by bytes (the JSON size of the Span objects they stand for,
+``trace_storage.memory_max_bytes``); the oldest go first, and ``expire(now_ns)`` drops those
+older than the retention. A span that arrives again (a pending snapshot, then the finished span)
+replaces the one stored. Storing costs O(1): the per-trace index the queries need is brought up
+to date when a query asks, from the keys stored since the last one.
 
 ``list_traces`` / ``trace_tree`` / ``group_by`` build the results of ``engine::traces::list``,
 ``::tree`` and ``::group_by`` from it: one row per trace (its root span; a span whose parent
-is not stored counts as a root), Span objects without our ``_``-prefixed bookkeeping keys.
+is not stored counts as a root), Span objects without our ``_``-prefixed bookkeeping keys, made
+only for the spans a result returns. ``collapse`` hides matching spans from trees.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import re
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from fnmatch import translate
 from typing import Any, Final
 
-import orjson
-
+from actors.observability.spanrows import (
+    END,
+    INTERNAL_PREFIXES,
+    PARENT,
+    SIZE,
+    SPAN,
+    START,
+    TRACE,
+    Row,
+    attributes_of,
+    is_internal,
+    is_internal_row,
+    name_of,
+    row_of,
+    service_of,
+    span_of,
+    span_size,
+    status_of,
+)
 from actors.runtime import Payload
 from transport.jsonshape import json_type
 
 __all__ = [
     "INTERNAL_PREFIXES",
+    "Collapse",
     "SpanStore",
+    "collapse_rules",
     "group_by",
     "is_internal",
     "list_traces",
@@ -33,14 +58,11 @@ __all__ = [
 
 Span = dict[str, Any]
 Key = tuple[str, str]
+# collapse_spans entries: a span whose name matches the first and whose service the second
+# (when given) is hidden from trees.
+Collapse = tuple[re.Pattern[str], "re.Pattern[str] | None"]
 
-# Traces whose root is one of these functions are the engine's own plumbing (hidden by default).
-INTERNAL_PREFIXES: Final = ("engine::", "iii-observability::", "configuration::", "iii.")
 _SORT_KEYS: Final = {"start_time", "duration", "duration_ms", "service_name", "name"}
-
-
-def span_size(span: Span) -> int:
-    return len(orjson.dumps(span))
 
 
 def public(span: Span) -> Span:
@@ -48,23 +70,9 @@ def public(span: Span) -> Span:
     return {k: v for k, v in span.items() if not k.startswith("_")}
 
 
-def is_internal(span: Span) -> bool:
-    if span.get("_internal"):
-        return True
-    name = span.get("name") or ""
-    if name.startswith(INTERNAL_PREFIXES):
-        return True
-    for key, value in span.get("attributes") or ():
-        if key in ("iii.function.id", "iii.function_id", "function_id") and value.startswith(
-            INTERNAL_PREFIXES
-        ):
-            return True
-    return False
-
-
-def duration_ms(span: Span, now_ns: int) -> float:
-    end = span.get("end_time_unix_nano") or now_ns  # pending: the duration so far
-    return max(0, end - span.get("start_time_unix_nano", 0)) / 1e6
+def duration_ms(row: Row, now_ns: int) -> float:
+    end = row[END] or now_ns  # pending: the duration so far
+    return max(0, end - row[START]) / 1e6
 
 
 class SpanStore:
@@ -73,71 +81,137 @@ class SpanStore:
         self.max_bytes = max_bytes
         self.bytes = 0
         self.evicted = 0
-        self._spans: dict[Key, Span] = {}  # insertion order: oldest first
-        self._traces: dict[str, dict[str, Span]] = {}
+        self._rows: dict[Key, Row] = {}
+        self._order: deque[Row] = deque()  # arrival order; a replaced row stays until reached
+        self._index: dict[str, dict[str, Row]] | None = None  # trace id → span id → row
+        self._unindexed: list[Key] = []  # stored since the index was brought up to date
 
     def __len__(self) -> int:
-        return len(self._spans)
+        return len(self._rows)
 
     def add(self, span: Span) -> None:
-        key = (span["trace_id"], span["span_id"])
-        old = self._spans.pop(key, None)
-        if old is not None:
-            self.bytes -= old["_size"]
-        span["_size"] = size = span.get("_size") or span_size(span)
-        self._spans[key] = span
-        self._traces.setdefault(key[0], {})[key[1]] = span
-        self.bytes += size
-        while len(self._spans) > self.max_spans or (
-            self.max_bytes is not None and self.bytes > self.max_bytes and len(self._spans) > 1
+        """A Span object (OTLP/JSON, the archive)."""
+        self.add_rows([row_of(span)])
+
+    def add_rows(self, rows: Iterable[Row]) -> None:
+        stored, order = self._rows, self._order
+        indexed = self._index is not None
+        unindexed = self._unindexed
+        added = 0
+        for row in rows:
+            key = (row[TRACE], row[SPAN])
+            old = stored.pop(key, None)
+            if old is not None:
+                added -= old[SIZE]
+            stored[key] = row
+            order.append(row)
+            added += row[SIZE]
+            if indexed:
+                unindexed.append(key)
+        self.bytes += added
+        max_bytes = self.max_bytes
+        while len(stored) > self.max_spans or (
+            max_bytes is not None and self.bytes > max_bytes and len(stored) > 1
         ):
-            self._evict_oldest()
+            self._pop_oldest()
+            self.evicted += 1
+        if len(order) > 2 * len(stored) + 1024:
+            self._order = deque(stored.values())  # drop the replaced rows (same order)
+        if indexed and len(unindexed) > 2 * len(stored) + 1024:
+            self._index, self._unindexed = None, []  # nobody asks: rebuilt when one does
 
-    def _evict_oldest(self) -> None:
-        key, span = next(iter(self._spans.items()))
-        self._remove(key, span)
-        self.evicted += 1
+    def _pop_oldest(self) -> Row:
+        stored, order = self._rows, self._order
+        while True:
+            row = order.popleft()
+            key = (row[TRACE], row[SPAN])
+            if stored.get(key) is row:
+                self._remove(key, row)
+                return row
 
-    def _remove(self, key: Key, span: Span) -> None:
-        del self._spans[key]
-        self.bytes -= span["_size"]
-        trace = self._traces.get(key[0])
-        if trace is not None:
-            trace.pop(key[1], None)
-            if not trace:
-                del self._traces[key[0]]
+    def _remove(self, key: Key, row: Row) -> None:
+        del self._rows[key]
+        self.bytes -= row[SIZE]
+        if self._index is not None:
+            trace = self._index.get(key[0])
+            if trace is not None and trace.get(key[1]) is row:
+                del trace[key[1]]
+                if not trace:
+                    del self._index[key[0]]
 
     def expire(self, now_ns: int, max_age_ns: int) -> int:
         """Drop the spans (oldest first) that ended, or started while pending, before
         ``now_ns - max_age_ns``; returns how many."""
         cutoff = now_ns - max_age_ns
         dropped = 0
-        while self._spans:
-            key, span = next(iter(self._spans.items()))
-            if (span.get("end_time_unix_nano") or span.get("start_time_unix_nano", 0)) >= cutoff:
+        stored, order = self._rows, self._order
+        while order:
+            row = order[0]
+            key = (row[TRACE], row[SPAN])
+            if stored.get(key) is not row:
+                order.popleft()  # replaced since
+                continue
+            if (row[END] or row[START]) >= cutoff:
                 break
-            self._remove(key, span)
+            order.popleft()
+            self._remove(key, row)
             dropped += 1
         return dropped
 
     def clear(self) -> None:
-        self._spans.clear()
-        self._traces.clear()
+        self._rows.clear()
+        self._order.clear()
+        self._index, self._unindexed = None, []
         self.bytes = 0
 
+    def _synced(self) -> dict[str, dict[str, Row]]:
+        index = self._index
+        stored = self._rows
+        if index is None:
+            index = self._index = {}
+            keys: Iterable[Key] = stored
+        else:
+            keys = self._unindexed
+        for key in keys:
+            row = stored.get(key)
+            if row is not None:
+                trace = index.get(key[0])
+                if trace is None:
+                    trace = index[key[0]] = {}
+                trace[key[1]] = row
+        self._unindexed = []
+        return index
+
+    def rows(self) -> Iterator[Row]:
+        return iter(list(self._rows.values()))
+
     def spans(self) -> Iterator[Span]:
-        return iter(self._spans.values())
+        return (span_of(row) for row in list(self._rows.values()))
+
+    def rows_of(self, trace_id: str) -> list[Row]:
+        return list(self._synced().get(trace_id, {}).values())
 
     def trace(self, trace_id: str) -> list[Span]:
-        return list(self._traces.get(trace_id, {}).values())
+        return [span_of(row) for row in self.rows_of(trace_id)]
 
-    def trace_ids(self) -> Iterable[str]:
-        return self._traces.keys()
+    def trace_ids(self) -> list[str]:
+        return list(self._synced())
+
+    def root_rows(self, trace_id: str) -> list[Row]:
+        rows = self._synced().get(trace_id, {})
+        roots = [r for r in rows.values() if r[PARENT] not in rows]
+        return sorted(roots, key=lambda r: r[START])
 
     def roots(self, trace_id: str) -> list[Span]:
-        spans = self._traces.get(trace_id, {})
-        roots = [s for s in spans.values() if s.get("parent_span_id") not in spans]
-        return sorted(roots, key=lambda s: s.get("start_time_unix_nano", 0))
+        return [span_of(row) for row in self.root_rows(trace_id)]
+
+
+def collapse_rules(entries: Iterable[tuple[str, str | None]]) -> list[Collapse]:
+    """``collapse_spans`` entries (name, service), as globs (``*`` and ``?``)."""
+    return [
+        (re.compile(translate(name)), None if service is None else re.compile(translate(service)))
+        for name, service in entries
+    ]
 
 
 # -- queries ------------------------------------------------------------------------------------
@@ -206,75 +280,94 @@ def list_traces(store: SpanStore, data: Any, *, now_ns: int) -> dict[str, Any]:
     elif trace_ids is not None:
         candidates = list(dict.fromkeys(trace_ids))
     else:
-        candidates = list(store.trace_ids())
-    rows: list[Span] = []
+        candidates = store.trace_ids()
+    rows: list[Row] = []
     for tid in candidates:
-        roots = store.roots(tid)
+        roots = store.root_rows(tid)
         if not roots:
             continue
         root = roots[0]
-        if not include_internal and is_internal(root):
+        if not include_internal and is_internal_row(root):
             continue
         if name is not None:
-            spans = store.trace(tid) if search_all else [root]
-            if not any(_contains(s.get("name"), name) for s in spans):
+            spans = store.rows_of(tid) if search_all else [root]
+            if not any(_contains(name_of(s), name) for s in spans):
                 continue
-        if not (_contains(root.get("service_name"), service) and _contains(root["status"], status)):
+        if not (_contains(service_of(root), service) and _contains(status_of(root), status)):
             continue
         took = duration_ms(root, now_ns)
         if (min_ms is not None and took < min_ms) or (max_ms is not None and took > max_ms):
             continue
-        begin = root.get("start_time_unix_nano", 0) / 1e6
-        finish = (root.get("end_time_unix_nano") or now_ns) / 1e6
+        begin = root[START] / 1e6
+        finish = (root[END] or now_ns) / 1e6
         if (end_ms is not None and begin > end_ms) or (start_ms is not None and finish < start_ms):
             continue
-        attrs = {(k, v) for k, v in root.get("attributes") or ()}
-        if any(kv not in attrs for kv in wanted) or any(kv in attrs for kv in unwanted):
-            continue
+        if wanted or unwanted:
+            attrs = {(k, v) for k, v in attributes_of(root)}
+            if any(kv not in attrs for kv in wanted) or any(kv in attrs for kv in unwanted):
+                continue
         rows.append(root)
 
-    def order(span: Span) -> Any:
+    def order(row: Row) -> Any:
         if sort_by in ("duration", "duration_ms"):
-            return duration_ms(span, now_ns)
-        if sort_by in ("service_name", "name"):
-            return str(span.get(sort_by) or "").lower()
-        return span.get("start_time_unix_nano", 0)
+            return duration_ms(row, now_ns)
+        if sort_by == "service_name":
+            return service_of(row).lower()
+        if sort_by == "name":
+            return name_of(row).lower()
+        return row[START]
 
     rows.sort(key=order, reverse=descending)
     page = rows[offset:] if limit is None else rows[offset : offset + limit]
     return {
-        "spans": [_row(s) for s in page],
+        "spans": [_row(r) for r in page],
         "total": len(rows),
         "offset": offset,
         "limit": limit,
     }
 
 
-def _row(span: Span) -> Span:
-    out = public(span)
-    if not span.get("end_time_unix_nano"):
+def _row(row: Row) -> Span:
+    out = public(span_of(row))
+    if not row[END]:
         out["pending"] = True
     return out
 
 
-def trace_tree(store: SpanStore, data: Any) -> dict[str, Any]:
-    """``engine::traces::tree`` without its ``storage`` key: the roots, children nested."""
+def _collapsed(row: Row, rules: Sequence[Collapse]) -> bool:
+    name = name_of(row)
+    for name_rule, service_rule in rules:
+        if name_rule.match(name) and (service_rule is None or service_rule.match(service_of(row))):
+            return True
+    return False
+
+
+def trace_tree(store: SpanStore, data: Any, *, collapse: Sequence[Collapse] = ()) -> dict[str, Any]:
+    """``engine::traces::tree`` without its ``storage`` key: the roots, children nested. A span
+    matching ``collapse`` is left out and its children hang from its nearest shown ancestor."""
     p = Payload("engine::traces::tree", data)
     trace_id = p.str("trace_id")
-    spans = store.trace(trace_id)
-    ids = {s["span_id"] for s in spans}
-    children: dict[str, list[Span]] = {}
-    roots: list[Span] = []
-    for span in sorted(spans, key=lambda s: s.get("start_time_unix_nano", 0)):
-        parent = span.get("parent_span_id")
-        if isinstance(parent, str) and parent in ids:
-            children.setdefault(parent, []).append(span)
+    rows = store.rows_of(trace_id)
+    parents = {r[SPAN]: r[PARENT] for r in rows}
+    hidden = {r[SPAN] for r in rows if _collapsed(r, collapse)} if collapse else set()
+    children: dict[str, list[Row]] = {}
+    roots: list[Row] = []
+    for row in sorted(rows, key=lambda r: r[START]):
+        if row[SPAN] in hidden:
+            continue
+        parent = row[PARENT]
+        for _ in range(1000):  # up through hidden spans (a cycle ends as a root)
+            if parent not in hidden:
+                break
+            parent = parents.get(parent)
+        if isinstance(parent, str) and parent in parents and parent not in hidden:
+            children.setdefault(parent, []).append(row)
         else:
-            roots.append(span)
+            roots.append(row)
 
-    def node(span: Span, depth: int) -> Span:
-        out = _row(span)
-        kids = children.get(span["span_id"], []) if depth < 1000 else []
+    def node(row: Row, depth: int) -> Span:
+        out = _row(row)
+        kids = children.get(row[SPAN], []) if depth < 1000 else []
         out["children"] = [node(c, depth + 1) for c in kids]
         return out
 
@@ -290,16 +383,16 @@ def group_by(store: SpanStore, data: Any, *, now_ns: int) -> dict[str, Any]:
     include_internal = p.opt_bool("include_internal")
     label_attribute = p.opt_str("label_attribute")
     groups: dict[str, dict[str, Any]] = {}
-    for tid in list(store.trace_ids()):
-        roots = store.roots(tid)
-        if not roots or (not include_internal and is_internal(roots[0])):
+    for tid in store.trace_ids():
+        roots = store.root_rows(tid)
+        if not roots or (not include_internal and is_internal_row(roots[0])):
             continue
-        for span in store.trace(tid):
-            attrs = dict(span.get("attributes") or ())
+        for row in store.rows_of(tid):
+            attrs = dict(attributes_of(row))
             if attribute not in attrs:
                 continue
-            start = span.get("start_time_unix_nano", 0) / 1e6
-            end = (span.get("end_time_unix_nano") or now_ns) / 1e6
+            start = row[START] / 1e6
+            end = (row[END] or now_ns) / 1e6
             if since_ms is not None and end < since_ms:
                 continue
             value = attrs[attribute]
@@ -323,8 +416,8 @@ def group_by(store: SpanStore, data: Any, *, now_ns: int) -> dict[str, Any]:
             group["span_count"] += 1
             group["first_seen_ms"] = min(group["first_seen_ms"], start)
             group["last_seen_ms"] = max(group["last_seen_ms"], end)
-            group["duration_ms"] += duration_ms(span, now_ns)
-            if span.get("status") == "error":
+            group["duration_ms"] += duration_ms(row, now_ns)
+            if status_of(row) == "error":
                 group["error_count"] += 1
     ordered = sorted(groups.values(), key=lambda g: g["last_seen_ms"], reverse=True)
     return {"groups": ordered if limit is None else ordered[:limit]}

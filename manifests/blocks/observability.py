@@ -19,6 +19,7 @@ from manifests.blocks.strict import (
 
 __all__ = [
     "DEFAULTS",
+    "ENGINE_SPANS_KIND",
     "INGEST_FUNCTION_ID",
     "AlertAction",
     "AlertRule",
@@ -156,7 +157,22 @@ DEFAULTS: Final[dict[str, Any]] = {
 INGEST_FUNCTION_ID: Final = "iii-observability::ingest"
 """The function the observability actor registers to receive telemetry, called fire-and-forget.
 
-Data: ``{"kind": "OTLP"|"MTRC"|"LOGS", "body": <OTLP/JSON export request object>,
-"source": "engine"|"worker", "worker_id": <str or null>}``. The engine sends the SDKs' telemetry
-frames (source ``worker``) and its own spans (source ``engine``) this way, only while registered.
+Data: ``{"kind": "OTLP"|"MTRC"|"LOGS"|"SPANS", "body": <OTLP/JSON export request object, or
+the compact batch of ENGINE_SPANS_KIND>, "source": "engine"|"worker", "worker_id": <str or
+null>}``. The engine sends the SDKs' telemetry frames (source ``worker``) and its own spans
+(source ``engine``, kind ``SPANS``) this way, only while registered.
+"""
+
+ENGINE_SPANS_KIND: Final = "SPANS"
+"""The ``kind`` of the engine's own span batches sent to ``iii-observability::ingest``: a
+compact form, so a span costs the engine and the actor a few list items instead of an OTLP/JSON
+object. ``body``::
+
+    {"service_name": str, "scope": str,
+     "shapes": [[name, [[key, value], ...]], ...],   # shared by the batch's spans
+     "spans": [[traceparent, parent_span_id | null, shape index, start ns, end ns,
+                (error code, error message)?], ...]}
+
+``traceparent`` is the engine span's own (``00-<trace id>-<span id>-<flags>``); times are Unix
+nanoseconds; a failed call's row has two more items. Every span is a finished SERVER span.
 """

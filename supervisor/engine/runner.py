@@ -21,6 +21,7 @@ from supervisor.engine.edge import BusEdge
 from supervisor.engine.listener import Listener
 from supervisor.engine.observe import hook as observe
 from supervisor.engine.observe.filter import compile_filter
+from supervisor.engine.sampling import Sampler, sampler_for
 from supervisor.engine.tracing import Tracing
 
 log = structlog.get_logger(__name__)
@@ -44,6 +45,19 @@ def namespace_grace_ms(cfg: EngineConfig) -> int:
     return cfg.namespace_grace_ms
 
 
+def observability_block(cfg: EngineConfig) -> dict[str, Any] | None:
+    """The ``iii-observability`` entry's block (the built-in seed when it gives none), or None
+    when there is no entry."""
+    entry = cfg.worker("iii-observability")
+    if entry is None:
+        return None
+    if isinstance(entry.config, dict) and entry.config:
+        return entry.config
+    from manifests.blocks.observability import DEFAULTS
+
+    return dict(DEFAULTS)
+
+
 def observability_switches(cfg: EngineConfig) -> tuple[bool, bool]:
     """(tracing, metrics): the bus hooks the ``iii-observability`` entry asks for. Both are on
     unless the block says ``enabled: false`` (no span hook, no trace context rewriting) or
@@ -61,11 +75,14 @@ async def run_engine(
     cfg: EngineConfig, *, task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED
 ) -> None:
     tracing, metrics = observability_switches(cfg)
+    block = observability_block(cfg)
     bus = build_bus(
         namespace_grace_ms=namespace_grace_ms(cfg),
         clock=trio.current_time,
         tracing=tracing,
         metrics=metrics,
+        sampler=sampler_for(block) if tracing and block is not None else None,
+        service_name=str((block or {}).get("service_name") or "iii"),
     )
     # HTTP-invoked registrations wait for an actor that config.yaml says will come (§10.1).
     bus.registrar.external.expected = any(
@@ -84,13 +101,19 @@ async def run_engine(
             await edge.shutdown()
 
 
-def build_bus(*, tracing: bool = True, **options: Any) -> Bus:
+def build_bus(
+    *,
+    tracing: bool = True,
+    sampler: Sampler | None = None,
+    service_name: str = "iii",
+    **options: Any,
+) -> Bus:
     """A bus with the engine's built-in functions and event trigger types installed, and the
-    tracing hook unless ``tracing`` is false."""
+    tracing hook (with ``sampler``, if any) unless ``tracing`` is false."""
     bus = Bus(**options)
     builtins.install(bus)
     observe.install(bus, compile_filter)
     if tracing:
-        bus.tracing = Tracing(bus)
+        bus.tracing = Tracing(bus, sampler=sampler, service_name=service_name)
         bus.hooks.add(bus.tracing)
     return bus

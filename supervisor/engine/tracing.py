@@ -4,12 +4,15 @@ Dispatch: a call that carries a valid ``traceparent`` is continued (the engine's
 child), one without (or with a malformed one) starts a new trace — unless it comes from a worker
 serving exactly one call, which it then joins (``_inferred``). Either way the callee gets a
 ``traceparent`` whose parent is the engine's span, so whatever it calls next joins the same
-trace. Completion: while ``iii-observability::ingest`` is registered, the span is kept as one
-tuple; the tuples are turned into an OTLP/JSON ``ExportTraceServiceRequest`` only when a batch
-is flushed (every ``FLUSH_INTERVAL`` seconds or ``BATCH_SIZE`` spans), and sent to the ingest
-function fire-and-forget with ``source: "engine"``. While it is not registered nothing is kept
-and nothing is serialised. Calls to the ingest function itself get no span (a flush would
-otherwise make the spans of the next one).
+trace. With a ``Sampler`` (sampling.py) the decision is made here and carried as the sampled
+flag of that ``traceparent``; without one every span is kept and the flags pass on as they came.
+
+Completion: while ``iii-observability::ingest`` is registered, a kept span is one tuple; the
+tuples become a compact batch (``ENGINE_SPANS_KIND``: shared name/attribute shapes and one short
+row per span) only when a batch is flushed (every ``FLUSH_INTERVAL`` seconds or ``BATCH_SIZE``
+spans), sent to the ingest function fire-and-forget with ``source: "engine"``. While it is not
+registered nothing is kept and nothing is serialised. Calls to the ingest function itself get no
+span (a flush would otherwise make the spans of the next one).
 
 At debug level every finished call is one log line carrying its ``trace_id``/``span_id``.
 """
@@ -18,35 +21,37 @@ from __future__ import annotations
 
 import logging
 import time
+from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
-from manifests.blocks.observability import INGEST_FUNCTION_ID
+from manifests.blocks.observability import ENGINE_SPANS_KIND, INGEST_FUNCTION_ID
 from supervisor.engine.errors import DEFAULT
-from transport.tracecontext import new_span_id, new_trace_id, parse_traceparent
+from supervisor.engine.sampling import SAMPLED_FLAGS, Sampler
+from transport.tracecontext import parse_traceparent
 
 if TYPE_CHECKING:
     from supervisor.engine.bus import Bus
     from supervisor.engine.invocations import Pending
     from transport.messages import ErrorBody
 
-__all__ = ["BATCH_SIZE", "FLUSH_INTERVAL", "Tracing", "otlp_spans"]
+__all__ = ["BATCH_SIZE", "FLUSH_INTERVAL", "SCOPE", "Tracing", "compact_spans"]
 
 log = structlog.get_logger(__name__)
 
 FLUSH_INTERVAL = 0.2
 BATCH_SIZE = 256
-SERVER = 2  # OTLP SpanKind
-STATUS_OK, STATUS_ERROR = 1, 2
 SCOPE = "iii-supervisor"
+_SHAPES_MAX = 4096
 
-# traceparent (the engine span's), parent span id, function id, namespace, started, ended (bus
-# clock seconds), error, callee worker id, caller worker id.
-SpanRecord = tuple[
-    str, str | None, str, str, float, float, "ErrorBody | None", str | None, str | None
-]
+# What a span's name and attributes are made of: (function id, namespace, callee worker id,
+# caller worker id).
+ShapeKey = tuple[str, str, "str | None", "str | None"]
+# traceparent (the engine span's), parent span id, shape key, started, ended (bus clock
+# seconds), error.
+SpanRecord = tuple[str, "str | None", ShapeKey, float, float, "ErrorBody | None"]
 
 
 class Tracing:
@@ -57,11 +62,13 @@ class Tracing:
         service_name: str = "iii",
         flush_interval: float = FLUSH_INTERVAL,
         batch_size: int = BATCH_SIZE,
+        sampler: Sampler | None = None,
     ) -> None:
         self.bus = bus
         self.service_name = service_name
         self.flush_interval = flush_interval
         self.batch_size = batch_size
+        self.sampler = sampler
         self.spans: list[SpanRecord] = []
         self.flushes = 0
         # bus clock seconds → Unix nanoseconds
@@ -69,7 +76,7 @@ class Tracing:
         self._revision = -1
         self._live = False
         self._flush_due = False
-        self._attr_cache: dict[Any, tuple[str, list[dict[str, Any]]]] = {}
+        self._shapes: dict[ShapeKey, list[Any]] = {}  # [name, attributes] built once per key
         enabled = getattr(log, "is_enabled_for", None)
         self._debug = enabled is None or bool(enabled(logging.DEBUG))
 
@@ -82,10 +89,25 @@ class Tracing:
         if parsed is None:
             parsed = self._inferred(pending)
         if parsed is None:
-            pending.traceparent = f"00-{new_trace_id()}-{new_span_id()}-01"
+            trace_id = f"{getrandbits(128) or 1:032x}"
+            flags = "01"
+            parent_sampled = None
         else:
             trace_id, pending.parent_span_id, flags = parsed
-            pending.traceparent = f"00-{trace_id}-{new_span_id()}-{flags}"
+            parent_sampled = flags[1] in SAMPLED_FLAGS
+        sampler = self.sampler
+        if sampler is not None:
+            callee = pending.callee
+            keep = sampler.sampled(
+                trace_id,
+                pending.function_id,
+                callee.name if callee is not None else None,
+                parent_sampled,
+                pending.started,
+            )
+            if keep != (flags[1] in SAMPLED_FLAGS):
+                flags = f"{int(flags, 16) ^ 1:02x}"
+        pending.traceparent = f"00-{trace_id}-{getrandbits(64) or 1:016x}-{flags}"
         return None
 
     def on_completion(
@@ -105,6 +127,8 @@ class Tracing:
                 duration_ms=round((now - pending.started) * 1000, 3),
                 error=err.code if err is not None else None,
             )
+        if self.sampler is not None and tp[54:55] not in SAMPLED_FLAGS:
+            return  # sampled out: the decision made at dispatch rides in the flags
         if not self.ingest_live():
             return
         callee = pending.callee
@@ -113,13 +137,15 @@ class Tracing:
             (
                 tp,
                 pending.parent_span_id,
-                pending.function_id,
-                pending.namespace,
+                (
+                    pending.function_id,
+                    pending.namespace,
+                    callee.worker_id if callee is not None else None,
+                    caller.worker_id if caller is not None else None,
+                ),
                 pending.started,
                 now,
                 err,
-                callee.worker_id if callee is not None else None,
-                caller.worker_id if caller is not None else None,
             )
         )
         if len(self.spans) >= self.batch_size:
@@ -165,65 +191,50 @@ class Tracing:
         if not spans or not self.ingest_live():
             return
         self.flushes += 1
-        body = otlp_spans(spans, self._epoch_ns, self.service_name, self._attr_cache)
+        if len(self._shapes) > _SHAPES_MAX:
+            self._shapes.clear()
+        body = compact_spans(spans, self._epoch_ns, self.service_name, self._shapes)
         self.bus.internal_invoke(
             INGEST_FUNCTION_ID,
-            {"kind": "OTLP", "body": body, "source": "engine", "worker_id": None},
+            {"kind": ENGINE_SPANS_KIND, "body": body, "source": "engine", "worker_id": None},
         )
 
 
-def _attr(key: str, value: str) -> dict[str, Any]:
-    return {"key": key, "value": {"stringValue": value}}
+def shape_of(key: ShapeKey) -> list[Any]:
+    """A span's [name, attribute pairs] (OTLP semantic names of ours, string values)."""
+    function_id, namespace, callee, caller = key
+    attributes = [["iii.function.id", function_id], ["iii.namespace", namespace]]
+    if callee is not None:
+        attributes.append(["iii.worker.id", callee])
+    if caller is not None:
+        attributes.append(["iii.caller.worker_id", caller])
+    return [f"call {function_id}", attributes]
 
 
-def otlp_spans(
+def compact_spans(
     spans: list[SpanRecord],
     epoch_ns: int,
     service_name: str,
-    cache: dict[Any, tuple[str, list[dict[str, Any]]]] | None = None,
+    cache: dict[ShapeKey, list[Any]] | None = None,
 ) -> dict[str, Any]:
-    """An OTLP/JSON ExportTraceServiceRequest (lower-case hex ids, nanosecond strings), as the
-    SDKs' telemetry frames carry it. ``cache`` keeps the name and attributes a (function,
-    namespace, callee, caller) shares across spans, so they are built once."""
-    shared = {} if cache is None else cache
-    if len(shared) > 4096:
-        shared.clear()
-    out = []
-    for tp, parent, function_id, namespace, started, ended, err, callee, caller in spans:
-        key = (function_id, namespace, callee, caller)
-        found = shared.get(key)
-        if found is None:
-            attributes = [_attr("iii.function.id", function_id), _attr("iii.namespace", namespace)]
-            if callee is not None:
-                attributes.append(_attr("iii.worker.id", callee))
-            if caller is not None:
-                attributes.append(_attr("iii.caller.worker_id", caller))
-            found = shared[key] = (f"call {function_id}", attributes)
-        name, attributes = found
-        span: dict[str, Any] = {
-            "traceId": tp[3:35],
-            "spanId": tp[36:52],
-            "name": name,
-            "kind": SERVER,
-            "startTimeUnixNano": str(epoch_ns + int(started * 1e9)),
-            "endTimeUnixNano": str(epoch_ns + int(ended * 1e9)),
-            "attributes": attributes,  # shared by the batch's spans of the same key
-            "status": _OK,
-        }
-        if parent is not None:
-            span["parentSpanId"] = parent
-        if err is not None:
-            span["attributes"] = [*attributes, _attr("iii.error.code", err.code)]
-            span["status"] = {"code": STATUS_ERROR, "message": err.message}
-        out.append(span)
-    return {
-        "resourceSpans": [
-            {
-                "resource": {"attributes": [_attr("service.name", service_name)]},
-                "scopeSpans": [{"scope": {"name": SCOPE, "version": ""}, "spans": out}],
-            }
-        ]
-    }
-
-
-_OK = {"code": STATUS_OK, "message": ""}
+    """The ``ENGINE_SPANS_KIND`` body of a batch (manifests.blocks.observability): one shape
+    per distinct key, one short row per span. ``cache`` keeps shapes across batches."""
+    built = {} if cache is None else cache
+    index: dict[ShapeKey, int] = {}
+    shapes: list[list[Any]] = []
+    rows: list[list[Any]] = []
+    for tp, parent, key, started, ended, err in spans:
+        at = index.get(key)
+        if at is None:
+            shape = built.get(key)
+            if shape is None:
+                shape = built[key] = shape_of(key)
+            at = index[key] = len(shapes)
+            shapes.append(shape)
+        start = epoch_ns + int(started * 1e9)
+        end = epoch_ns + int(ended * 1e9)
+        if err is None:
+            rows.append([tp, parent, at, start, end])
+        else:
+            rows.append([tp, parent, at, start, end, err.code, err.message])
+    return {"service_name": service_name, "scope": SCOPE, "shapes": shapes, "spans": rows}

@@ -167,7 +167,12 @@ def test_engine_spans_are_internal_plumbing_only_when_they_are(
     """engine::* calls (the actor's own, the SDK's) are hidden unless include_internal."""
     _, _, client = stack
     call(client, "engine::functions::list", {})
+
+    def internal_rows() -> list[Any]:  # the call's span arrives with the next flush
+        query = {"limit": 1000, "include_internal": True}
+        rows = call(client, "engine::traces::list", query)["spans"]
+        return [r for r in rows if str(function_of(r) or "").startswith("engine::")]
+
+    assert wait_for(internal_rows, timeout=10)
     rows = call(client, "engine::traces::list", {"limit": 1000})["spans"]
     assert all(not str(function_of(r) or "").startswith("engine::") for r in rows)
-    everything = call(client, "engine::traces::list", {"limit": 1000, "include_internal": True})
-    assert any(str(function_of(r) or "").startswith("engine::") for r in everything["spans"])

@@ -76,7 +76,7 @@ def test_without_the_ingest_function_nothing_is_kept() -> None:
     assert tracing.spans == [] and tracing.flushes == 0
 
 
-def test_spans_are_batched_to_the_ingest_function_as_otlp_json() -> None:
+def test_spans_are_batched_to_the_ingest_function_in_the_compact_form() -> None:
     bus, clock, tracing = traced(batch_size=3)
     sink, a, b = Worker(bus, "obs"), Worker(bus, "a"), Worker(bus, "b")
     sink.register(INGEST_FUNCTION_ID)
@@ -89,28 +89,28 @@ def test_spans_are_batched_to_the_ingest_function_as_otlp_json() -> None:
     (ingest,) = sink.of(m.InvokeFunction)
     assert ingest.function_id == INGEST_FUNCTION_ID
     data: dict[str, Any] = ingest.data
-    assert (data["kind"], data["source"], data["worker_id"]) == ("OTLP", "engine", None)
-    (rs,) = data["body"]["resourceSpans"]
-    assert rs["resource"]["attributes"] == [
-        {"key": "service.name", "value": {"stringValue": "iii"}}
+    assert (data["kind"], data["source"], data["worker_id"]) == ("SPANS", "engine", None)
+    body = data["body"]
+    assert (body["service_name"], body["scope"]) == ("iii", "iii-supervisor")
+    # One shape for the three spans: same function, namespace, callee and caller.
+    assert body["shapes"] == [
+        [
+            "call f",
+            [
+                ["iii.function.id", "f"],
+                ["iii.namespace", "default"],
+                ["iii.worker.id", a.conn.worker_id],
+                ["iii.caller.worker_id", b.conn.worker_id],
+            ],
+        ]
     ]
-    spans = rs["scopeSpans"][0]["spans"]
-    assert len(spans) == 3
-    for span in spans:
-        assert span["traceId"] == "4bf92f3577b34da6a3ce929d0e0e4736"
-        assert span["parentSpanId"] == "00f067aa0ba902b7"
-        assert span["name"] == "call f" and span["kind"] == 2
-        duration = int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])
-        assert abs(duration - 10_000_000) < 1000
-        attrs = {a["key"]: a["value"]["stringValue"] for a in span["attributes"]}
-        assert attrs["iii.function.id"] == "f" and attrs["iii.worker.id"] == a.conn.worker_id
-        assert attrs["iii.caller.worker_id"] == b.conn.worker_id
-        assert attrs["iii.namespace"] == "default"
-    assert [s["status"]["code"] for s in spans] == [1, 1, 2]
-    assert spans[2]["status"]["message"] == "boom"
-    errors = [a for a in spans[2]["attributes"] if a["key"] == "iii.error.code"]
-    assert errors == [{"key": "iii.error.code", "value": {"stringValue": "invocation_failed"}}]
-    assert not any(a["key"] == "iii.error.code" for a in spans[0]["attributes"])
+    rows = body["spans"]
+    assert [len(r) for r in rows] == [5, 5, 7]
+    for tp, parent, shape, start, end, *_ in rows:
+        assert tp[3:35] == "4bf92f3577b34da6a3ce929d0e0e4736" and tp != TP
+        assert parent == "00f067aa0ba902b7" and shape == 0
+        assert abs(end - start - 10_000_000) < 1000
+    assert rows[2][5:] == ["invocation_failed", "boom"]
     # The flush's own call to the ingest function makes no span.
     sink.send(m.InvocationResult(ingest.invocation_id, INGEST_FUNCTION_ID, None))
     assert tracing.spans == []
