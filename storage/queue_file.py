@@ -43,7 +43,7 @@ from storage._util import owned_nursery
 from storage.errors import StorageError, StorageUnavailableError
 from storage.fileio import acquire_lock, fsync_dir, write_all
 from storage.queue_core import Job, QueueCore
-from storage.queue_memory import BuiltinBroker, spec_from_record
+from storage.queue_memory import BuiltinBroker, Stored, spec_from_record
 from storage.records import frame, scan
 
 __all__ = ["JOURNAL_MAGIC", "FileJournal", "open_file_broker", "replay"]
@@ -107,6 +107,7 @@ class FileJournal:
         self._lock_fd = -1
         self._pending: list[bytes] = []
         self._pending_done = trio.Event()  # set when the records now pending are written
+        self._pending_calls: list[Stored] = []  # after_write callbacks of the pending records
         self._have_pending = trio.Event()
         self._records = 0
         self._dirty = False
@@ -160,6 +161,12 @@ class FileJournal:
         if self._failure is not None:
             raise self._failure
 
+    def after_write(self, callback: Stored) -> None:
+        if self._failure is not None or not self._pending:
+            callback(self._failure)
+        else:
+            self._pending_calls.append(callback)
+
     async def writer(self) -> None:
         """Write what has accumulated, batch after batch, until cancelled."""
         while True:
@@ -167,13 +174,18 @@ class FileJournal:
             await self._write_batch()
 
     async def _write_batch(self) -> None:
-        batch, done = self._pending, self._pending_done
-        self._pending, self._pending_done = [], trio.Event()
+        batch, done, calls = self._pending, self._pending_done, self._pending_calls
+        self._pending, self._pending_done, self._pending_calls = [], trio.Event(), []
         self._have_pending = trio.Event()
         # Shielded: once taken out of ``_pending`` a batch must reach the file, even when the
         # writer is being cancelled (aclose would not see it any more).
         with trio.CancelScope(shield=True):
             await self._write_taken(batch, done)
+        for callback in calls:
+            try:
+                callback(self._failure)
+            except Exception:  # one caller's bug must not stop the journal's writer
+                log.exception("queue journal callback failed")
 
     async def _write_taken(self, batch: list[bytes], done: trio.Event) -> None:
         try:

@@ -8,7 +8,8 @@ meaningful across a restart; tests pass ``trio.current_time`` and a ``MockClock`
 With a :class:`Journal` (``storage.queue_file``), every change is noted in it as it is made, in
 order; ``enqueue`` returns only once its record is written, so an acknowledged job survives the
 process being killed. Acks are not waited for: one lost in a crash means a redelivery
-(at-least-once), never a lost job.
+(at-least-once), never a lost job. ``enqueue_nowait`` is the same store without a task: it
+calls back once the job is stored (at once in memory, after its journal batch on disk).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import structlog
 import trio
 
 from storage._util import owned_nursery
+from storage.errors import StorageError
 from storage.queue_broker import (
     DeadMessage,
     Delivery,
@@ -33,7 +35,7 @@ from storage.queue_broker import (
 )
 from storage.queue_core import Job, QueueCore, QueueCounts
 
-__all__ = ["BuiltinBroker", "Journal", "open_builtin_broker"]
+__all__ = ["BuiltinBroker", "Journal", "Stored", "open_builtin_broker"]
 
 log = structlog.get_logger(__name__)
 
@@ -48,6 +50,15 @@ class Journal(Protocol):
     async def commit(self) -> None:
         """Return once every record noted so far is written (and synced, per its mode)."""
         ...
+
+    def after_write(self, callback: Stored) -> None:
+        """Call ``callback`` (with the write's error, else ``None``) once every record noted so
+        far is written: ``commit`` without a task waiting in it."""
+        ...
+
+
+# Called once a job is stored: with the error that kept it from being stored, else None.
+Stored = Callable[[StorageError | None], None]
 
 
 class BuiltinBroker:
@@ -122,6 +133,20 @@ class BuiltinBroker:
     # -- messages in ----------------------------------------------------------------------
 
     async def enqueue(self, queue: str, message: Message) -> None:
+        if self._store(queue, message) and self.journal is not None:
+            await self.journal.commit()
+
+    def enqueue_nowait(self, queue: str, message: Message, stored: Stored) -> None:
+        """``enqueue`` for a caller without a task to wait in: ``stored`` is called once the
+        job is stored as ``enqueue`` would return (at once without a journal). Raises what
+        ``enqueue`` raises before storing anything (``QueueNotFoundError``)."""
+        if self._store(queue, message) and self.journal is not None:
+            self.journal.after_write(stored)
+        else:
+            stored(None)
+
+    def _store(self, queue: str, message: Message) -> bool:
+        """Put the job in the core (and note it); ``False``: its id is known, already stored."""
         if not self.core.has_queue(queue):
             raise QueueNotFoundError(f"Queue '{queue}' not found")
         job = Job(
@@ -133,11 +158,11 @@ class BuiltinBroker:
             group=message.group,
         )
         if not self.core.enqueue(job):
-            return  # the same id again: already stored
+            return False  # the same id again: already stored (a re-sent enqueue)
         self._kick()
         if self.journal is not None:
             self.journal.note(["e", job.record()])
-            await self.journal.commit()
+        return True
 
     async def publish(self, topic: str, message: Message) -> int:
         queues = self.topics().get(topic, [])

@@ -207,6 +207,13 @@ class StreamCarrier:
 
     async def send_many(self, payloads: list[bytes]) -> None:
         blob = b"".join(encode_frame(p) for p in payloads)
+        # What the kernel takes at once goes without trio's send_all (a checkpoint and a
+        # readiness round per call): the actors' writers send every batch through here.
+        rest = self.try_write(blob)
+        if rest is not None:
+            if not rest:
+                return
+            blob = rest
         async with self._send_lock:
             try:
                 await self.stream.send_all(blob)

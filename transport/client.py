@@ -3,10 +3,16 @@
 It speaks the same protocol as the SDKs over either carrier: the inherited socketpair named
 by ``III_BUS_FD`` when the supervisor spawned us, or a WebSocket to ``III_URL`` otherwise
 (handy for running an actor by hand against a running engine).
+
+Two lighter forms serve an actor's per-message hot path (the queue's deliveries): an *inline*
+function runs in the reader itself, without a task of its own, and answers at once or later
+with ``reply``; ``call`` sends an invocation and hands its outcome to a callback, with one
+timer for every call's deadline instead of a task and a cancel scope each.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
 import os
 import socket
@@ -14,7 +20,7 @@ import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 import attrs
 import structlog
@@ -29,6 +35,7 @@ from transport.tracecontext import current, trace_fields
 log = structlog.get_logger(__name__)
 
 __all__ = [
+    "DEFERRED",
     "BusClient",
     "FunctionError",
     "InvocationContext",
@@ -70,7 +77,14 @@ REGISTRATION_QUIET = 0.02
 ANNOUNCE_WAIT = 5.0
 
 Handler = Callable[[Any, InvocationContext], Awaitable[Any]]
+# Runs in the reader (no task): returns the result, raises FunctionError, or returns DEFERRED
+# and answers later with BusClient.reply. It must not block and sees no trace context.
+InlineHandler = Callable[[Any, InvocationContext], Any]
 BindingHandler = Callable[[TriggerBinding], Awaitable[None]]
+# A call's outcome: its result, or the error (then the result is None).
+CallDone = Callable[[Any, "FunctionError | None"], None]
+
+DEFERRED: Final = object()  # an inline handler's "I answer later, with reply()"
 
 
 @attrs.define(eq=False)
@@ -89,6 +103,44 @@ class _Waiter:
         self.done = trio.Event()
         self.result: m.InvocationResult | None = None
 
+    def settle(self, result: m.InvocationResult) -> bool:
+        """Keep the first answer; whether this one was it. The waiting task takes it out."""
+        if self.result is not None:
+            return False
+        self.result = result
+        self.done.set()
+        return True
+
+
+class _Callback:
+    """One ``call``'s answer slot: the callback (run once: the slot leaves ``_waiters``
+    before it runs) and the call's deadline."""
+
+    __slots__ = ("deadline", "on_done", "timeout")
+
+    def __init__(self, on_done: CallDone, deadline: float, timeout: float) -> None:
+        self.on_done = on_done
+        self.deadline = deadline
+        self.timeout = timeout
+
+    def settle(self, result: m.InvocationResult) -> bool:
+        error = result.error
+        if error is None:
+            self._run(result.result, None)
+        else:
+            self._run(None, FunctionError(error.code, error.message, error.stacktrace))
+        return True
+
+    def expire(self) -> None:
+        ms = int(self.timeout * 1000)
+        self._run(None, FunctionError("TIMEOUT", f"invocation timed out after {ms}ms"))
+
+    def _run(self, result: Any, error: FunctionError | None) -> None:
+        try:
+            self.on_done(result, error)
+        except Exception:  # a bug in one callback must not end the reader (and the actor)
+            log.exception("call callback failed")
+
 
 class BusClient:
     def __init__(self, carrier: Carrier, *, name: str, description: str | None = None) -> None:
@@ -96,10 +148,13 @@ class BusClient:
         self.name = name
         self.description = description
         self.worker_id: str | None = None
-        self._functions: dict[str, tuple[m.RegisterFunction, Handler]] = {}
+        self._functions: dict[str, tuple[m.RegisterFunction, Handler | None]] = {}
+        self._inline: dict[str, InlineHandler] = {}
         self._trigger_types: dict[str, _TriggerType] = {}
         self._bindings: dict[str, TriggerBinding] = {}
-        self._waiters: dict[str, _Waiter] = {}
+        self._waiters: dict[str, _Waiter | _Callback] = {}
+        self._deadlines: list[tuple[float, str]] = []  # heap of the calls' (deadline, id)
+        self._timer: trio.CancelScope | None = None
         self._send, self._recv = trio.open_memory_channel[Any](math.inf)
         self._binding_send, self._binding_recv = trio.open_memory_channel[Any](math.inf)
         self._triggers: dict[str, m.RegisterTrigger] = {}
@@ -128,10 +183,40 @@ class BusClient:
             request_format=request_format,
             response_format=response_format,
         )
+        self._inline.pop(function_id, None)
         self._functions[function_id] = (msg, handler)
         self._noted()
         if self._connected:
             self._queue(msg)
+
+    def register_inline(
+        self, function_id: str, handler: InlineHandler, *, description: str | None = None
+    ) -> None:
+        """A function whose handler runs in the reader, without a task: for the hot path of
+        an actor whose handler does not wait (``InlineHandler`` says what it may do)."""
+        msg = m.RegisterFunction(id=function_id, description=description)
+        self._functions[function_id] = (msg, None)
+        self._inline[function_id] = handler
+        self._noted()
+        if self._connected:
+            self._queue(msg)
+
+    def reply(
+        self, ctx: InvocationContext, result: Any = None, error: FunctionError | None = None
+    ) -> None:
+        """Answer an invocation an inline handler deferred (``DEFERRED``)."""
+        if ctx.invocation_id is None:
+            return
+        err = None if error is None else m.ErrorBody(error.code, error.message, error.stacktrace)
+        self._queue(
+            m.InvocationResult(
+                invocation_id=ctx.invocation_id,
+                function_id=ctx.function_id,
+                result=None if err is not None else result,
+                error=err,
+                traceparent=ctx.traceparent,
+            )
+        )
 
     def register_trigger_type(
         self,
@@ -251,6 +336,68 @@ class BusClient:
         finally:
             self._waiters.pop(inv_id, None)
 
+    def call(
+        self,
+        function_id: str,
+        data: Any,
+        on_done: CallDone,
+        *,
+        namespace: str | None = None,
+        timeout: float = 30.0,
+        traceparent: str | None = None,
+        baggage: str | None = None,
+    ) -> None:
+        """``invoke`` without a task: send the call now, hand its outcome to ``on_done`` (from
+        the reader, or from the timer with a ``TIMEOUT`` error) exactly once; an answer after
+        the deadline is ignored. ``on_done`` must not block."""
+        if traceparent is None and baggage is None:
+            traceparent, baggage = current.get()
+        inv_id = str(uuid.uuid4())
+        deadline = trio.current_time() + timeout
+        self._waiters[inv_id] = _Callback(on_done, deadline, timeout)
+        if len(self._deadlines) > 2 * len(self._waiters) + 1024:
+            self._compact_deadlines()
+        heapq.heappush(self._deadlines, (deadline, inv_id))
+        if self._timer is not None and deadline < self._timer.deadline:
+            self._timer.deadline = deadline
+        self._queue(
+            m.InvokeFunction(
+                function_id=function_id,
+                data=data,
+                invocation_id=inv_id,
+                namespace=namespace,
+                traceparent=traceparent,
+                baggage=baggage,
+            )
+        )
+
+    async def _expire_calls(self) -> None:
+        """The one timer of every ``call``: fail each one whose deadline has passed."""
+        while True:
+            with trio.CancelScope() as scope:
+                self._timer = scope
+                scope.deadline = self._deadlines[0][0] if self._deadlines else math.inf
+                await trio.sleep_forever()
+            self._timer = None
+            now = trio.current_time()
+            heap = self._deadlines
+            while heap and heap[0][0] <= now:
+                deadline, inv_id = heapq.heappop(heap)
+                slot = self._waiters.get(inv_id)
+                if isinstance(slot, _Callback) and slot.deadline == deadline:
+                    del self._waiters[inv_id]
+                    slot.expire()
+
+    def _compact_deadlines(self) -> None:
+        """Keep only the live calls' deadlines: an answered call's entry would otherwise stay
+        until its deadline (with 300 s timeouts, a busy actor would hold a million)."""
+        self._deadlines = [
+            (slot.deadline, inv_id)
+            for inv_id, slot in self._waiters.items()
+            if isinstance(slot, _Callback)
+        ]
+        heapq.heapify(self._deadlines)
+
     def invoke_void(
         self, function_id: str, data: Any, *, namespace: str | None = None, metadata: Any = None
     ) -> None:
@@ -284,6 +431,7 @@ class BusClient:
             self._nursery = nursery
             nursery.start_soon(self._writer)
             nursery.start_soon(self._binding_loop)
+            nursery.start_soon(self._expire_calls)
             # Announce with the registrations in the same burst, so "registered" on the bus
             # means "serving" for the supervisor's readiness check (actors register right
             # after opening their storage; one that registers nothing announces after 5 s).
@@ -356,11 +504,17 @@ class BusClient:
                 m.InvocationResult(msg.invocation_id, msg.function_id, None, err, msg.traceparent)
             )
         if isinstance(msg, m.InvokeFunction) and msg.invocation_id is not None:
-            waiter = self._waiters.get(msg.invocation_id)
-            if waiter is not None and waiter.result is None:
-                waiter.result = m.InvocationResult(msg.invocation_id, msg.function_id, None, err)
-                waiter.done.set()
+            self._answer(m.InvocationResult(msg.invocation_id, msg.function_id, None, err))
         return None
+
+    def _answer(self, result: m.InvocationResult) -> None:
+        """Hand a call's answer to its slot; the first answer counts."""
+        slot = self._waiters.get(result.invocation_id)
+        if slot is None:
+            return
+        if isinstance(slot, _Callback):
+            del self._waiters[result.invocation_id]
+        slot.settle(result)
 
     async def _reader(self) -> None:
         while True:
@@ -382,12 +536,13 @@ class BusClient:
     def _handle(self, msg: Any) -> None:
         assert self._nursery is not None
         if isinstance(msg, m.InvokeFunction):
-            self._nursery.start_soon(self._run_handler, msg)
+            inline = self._inline.get(msg.function_id)
+            if inline is None:
+                self._nursery.start_soon(self._run_handler, msg)
+            else:
+                self._run_inline(inline, msg)
         elif isinstance(msg, m.InvocationResult):
-            waiter = self._waiters.get(msg.invocation_id)
-            if waiter is not None and waiter.result is None:  # the first answer counts
-                waiter.result = msg
-                waiter.done.set()
+            self._answer(msg)
         elif isinstance(msg, m.SupPing):
             self._queue(m.SupPong(seq=msg.seq))
         elif isinstance(msg, m.RegisterTrigger | m.UnregisterTrigger):
@@ -413,6 +568,7 @@ class BusClient:
         if msg.traceparent is not None:
             structlog.contextvars.bind_contextvars(**trace_fields(msg.traceparent))
         entry = self._functions.get(msg.function_id)
+        handler = entry[1] if entry is not None else None
         ctx = InvocationContext(
             invocation_id=msg.invocation_id,
             function_id=msg.function_id,
@@ -422,11 +578,11 @@ class BusClient:
         )
         result: Any = None
         err: m.ErrorBody | None = None
-        if entry is None:
+        if handler is None:
             err = m.ErrorBody("function_not_found", f"Function '{msg.function_id}' not found")
         else:
             try:
-                result = await entry[1](msg.data, ctx)
+                result = await handler(msg.data, ctx)
             except FunctionError as exc:
                 err = m.ErrorBody(exc.code, exc.message, exc.stacktrace)
             except Exception as exc:
@@ -444,6 +600,26 @@ class BusClient:
                     traceparent=msg.traceparent,
                 )
             )
+
+    def _run_inline(self, handler: InlineHandler, msg: m.InvokeFunction) -> None:
+        ctx = InvocationContext(
+            invocation_id=msg.invocation_id,
+            function_id=msg.function_id,
+            metadata=msg.metadata,
+            traceparent=msg.traceparent,
+            baggage=msg.baggage,
+        )
+        try:
+            result = handler(msg.data, ctx)
+        except FunctionError as exc:
+            self.reply(ctx, error=exc)
+        except Exception as exc:
+            log.exception("handler failed", function_id=msg.function_id)
+            text = str(exc) or type(exc).__name__
+            self.reply(ctx, error=FunctionError("invocation_failed", text, traceback.format_exc()))
+        else:
+            if result is not DEFERRED:
+                self.reply(ctx, result)
 
     async def _binding_loop(self) -> None:
         async for msg in self._binding_recv:

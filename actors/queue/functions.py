@@ -3,6 +3,10 @@
 Name resolution for the DLQ, redrive and stats functions: a name in ``queue_configs`` (or
 ``default``) is that named queue; any other name is a durable topic, meaning all its
 subscribers' queues.
+
+``engine::queue::enqueue`` is every job's first hop: on the builtin broker it runs inline in
+the bus client's reader (no task per job) and answers once the job is stored, which the broker
+says by a callback (at once in memory; once the journal batch holding it is written on disk).
 """
 
 from __future__ import annotations
@@ -16,12 +20,19 @@ from actors.queue.service import QueueConsumers
 from actors.runtime import Payload
 from storage import StorageError
 from storage.queue_broker import FUNCTION_QUEUE, Message, QueueNotFoundError
-from transport.client import BusClient, FunctionError, InvocationContext
+from storage.queue_memory import BuiltinBroker
+from transport.client import DEFERRED, BusClient, FunctionError, InvocationContext
 from transport.jsonshape import json_type
 
 __all__ = ["QueueFunctions"]
 
 log = structlog.get_logger("iii-queue")
+
+
+def _enqueue_failed(queue: str, exc: StorageError) -> FunctionError:
+    if isinstance(exc, QueueNotFoundError):
+        return FunctionError("enqueue_failed", str(exc))
+    return FunctionError("enqueue_failed", f"Failed to enqueue on '{queue}': {exc}")
 
 
 class QueueFunctions:
@@ -35,7 +46,13 @@ class QueueFunctions:
 
     def register(self) -> None:
         reg = self.client.register_function
-        reg("engine::queue::enqueue", self.enqueue, description="Enqueue a call on a named queue")
+        enqueue_text = "Enqueue a call on a named queue"
+        if isinstance(self.broker, BuiltinBroker):
+            self.client.register_inline(
+                "engine::queue::enqueue", self.enqueue_inline, description=enqueue_text
+            )
+        else:
+            reg("engine::queue::enqueue", self.enqueue, description=enqueue_text)
         reg("iii::durable::publish", self.publish, description="Publish to a durable topic")
         reg("iii::queue::redrive", self.redrive, description="Move a queue's DLQ back")
         reg("iii::queue::redrive_message", self.redrive_message, description="Redrive one")
@@ -77,6 +94,34 @@ class QueueFunctions:
     # -- producing --------------------------------------------------------------------------
 
     async def enqueue(self, data: Any, ctx: InvocationContext) -> Any:
+        queue, message = self._message(data)
+        try:
+            await self.broker.enqueue(queue, message)
+        except StorageError as exc:
+            raise _enqueue_failed(queue, exc) from exc
+        return {"messageReceiptId": message.id}
+
+    def enqueue_inline(self, data: Any, ctx: InvocationContext) -> Any:
+        """``enqueue`` on the builtin broker, run in the reader: the answer goes out once the
+        broker calls back that the job is stored."""
+        queue, message = self._message(data)
+        receipt = {"messageReceiptId": message.id}
+
+        def stored(error: StorageError | None) -> None:
+            if error is None:
+                self.client.reply(ctx, receipt)
+            else:
+                self.client.reply(ctx, error=_enqueue_failed(queue, error))
+
+        broker: BuiltinBroker = self.broker
+        try:
+            broker.enqueue_nowait(queue, message, stored)
+        except StorageError as exc:
+            raise _enqueue_failed(queue, exc) from exc
+        return DEFERRED
+
+    def _message(self, data: Any) -> tuple[str, Message]:
+        """The queue and the message an ``engine::queue::enqueue`` payload asks for."""
         p = Payload("engine::queue::enqueue", data)
         queue = p.str("queue")
         function_id = p.str("function_id")
@@ -107,13 +152,7 @@ class QueueFunctions:
             traceparent=p.opt_str("traceparent"),
             baggage=p.opt_str("baggage"),
         )
-        try:
-            await self.broker.enqueue(queue, message)
-        except QueueNotFoundError as exc:
-            raise FunctionError("enqueue_failed", str(exc)) from exc
-        except StorageError as exc:
-            raise FunctionError("enqueue_failed", f"Failed to enqueue on '{queue}': {exc}") from exc
-        return {"messageReceiptId": receipt}
+        return queue, message
 
     async def publish(self, data: Any, ctx: InvocationContext) -> None:
         p = Payload("iii::durable::publish", data)

@@ -1,16 +1,19 @@
 """The queue actor's consuming side: named queues, the ``durable:subscriber`` trigger type
 (WORKERS.md §7.4) and the delivery of every message to its function.
 
-Each delivery the broker hands out runs in its own task: the subscriber's condition first (a
-JSON ``false`` acknowledges and skips the message; a failed condition is a failed attempt), then
+Each delivery the broker hands out is called: the subscriber's condition first (a JSON
+``false`` acknowledges and skips the message; a failed condition is a failed attempt), then
 the function with the message ``data`` as is and no metadata. Any result acknowledges; an error
-(``function_not_found`` included) is a failed attempt, which the broker retries or
-dead-letters (``storage.queue_core`` states the counting rule).
+(``function_not_found`` and a timeout included) is a failed attempt, which the broker retries
+or dead-letters (``storage.queue_core`` states the counting rule). A delivery is a chain of
+callbacks, not a task (``QueueConsumers.dispatch``).
 """
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from collections.abc import Callable
+from typing import Any, Final
 
 import attrs
 import structlog
@@ -82,7 +85,12 @@ class QueueConsumers:
         self._nursery = nursery
         self.subscribers: dict[str, Subscriber] = {}
         self._by_binding: dict[str, str] = {}
-        self.in_flight = 0
+        self.in_flight = 0  # started and not yet settled
+        self._settle: Callable[[tuple[Delivery, str | None]], None] = self._unstarted
+
+    @staticmethod
+    def _unstarted(settlement: tuple[Delivery, str | None]) -> None:
+        raise RuntimeError("dispatch() is not running")
 
     def register(self) -> None:
         self.client.register_trigger_type(
@@ -165,10 +173,23 @@ class QueueConsumers:
     # -- delivery ---------------------------------------------------------------------------
 
     async def dispatch(self) -> None:
-        """Run each delivery in its own task (the broker keeps each queue's concurrency)."""
-        async for delivery in self.broker.deliveries:
-            self.in_flight += 1
-            self._nursery.start_soon(self._deliver, delivery)
+        """Start every delivery the broker hands out (it keeps each queue's concurrency).
+
+        No task per delivery: each is a chain of ``BusClient.call`` callbacks (condition, then
+        function), and its settlement goes to one settling task, which acks in arrival order
+        and gives each failure a task of its own (a broker may wait on a retry's publish)."""
+        settle_send, settle_recv = trio.open_memory_channel[tuple[Delivery, str | None]](math.inf)
+        self._settle = settle_send.send_nowait
+        self._nursery.start_soon(self._settler, settle_recv)
+        deliveries = self.broker.deliveries
+        async for delivery in deliveries:
+            self._start(delivery)
+            while True:  # what else is ready, without a checkpoint each
+                try:
+                    delivery = deliveries.receive_nowait()
+                except trio.WouldBlock:
+                    break
+                self._start(delivery)
 
     def _target(self, delivery: Delivery) -> tuple[str | None, str | None, str | None]:
         subscriber = self.subscribers.get(delivery.queue)
@@ -177,49 +198,67 @@ class QueueConsumers:
             return spec.function_id, spec.namespace, subscriber.condition
         return delivery.function_id, delivery.namespace, None
 
-    async def _deliver(self, delivery: Delivery) -> None:
-        try:
-            function_id, namespace, condition = self._target(delivery)
-            error = await self._attempt(delivery, function_id, namespace, condition)
-            try:
-                if error is None:
-                    await self.broker.ack(delivery)
+    def _start(self, delivery: Delivery) -> None:
+        self.in_flight += 1
+        function_id, namespace, condition = self._target(delivery)
+        if function_id is None:
+            self._settle((delivery, "no function to deliver to"))
+        elif condition is None:
+            self._call(delivery, function_id, namespace)
+        else:
+
+            def verdict(result: Any, error: FunctionError | None) -> None:
+                if error is not None:
+                    self._settle((delivery, self._failed(delivery, error)))
+                elif result is False:
+                    self._settle((delivery, None))  # JSON false: acknowledged and skipped
                 else:
-                    await self.broker.fail(delivery, error)
-            except StorageError as exc:
-                # The broker keeps the message unsettled; it comes back (at-least-once).
-                log.warning("settling a delivery failed", queue=delivery.queue, error=str(exc))
+                    self._call(delivery, function_id, namespace)
+
+            self.client.call(
+                condition,
+                delivery.data,
+                verdict,
+                namespace=namespace,
+                timeout=CONDITION_TIMEOUT,
+            )
+
+    def _call(self, delivery: Delivery, function_id: str, namespace: str | None) -> None:
+        def done(result: Any, error: FunctionError | None) -> None:
+            self._settle((delivery, None if error is None else self._failed(delivery, error)))
+
+        self.client.call(
+            function_id, delivery.data, done, namespace=namespace, timeout=HANDLER_TIMEOUT
+        )
+
+    def _failed(self, delivery: Delivery, exc: FunctionError) -> str:
+        log.info(
+            "delivery failed",
+            queue=delivery.queue,
+            message_id=delivery.id,
+            attempt=delivery.attempt,
+            code=exc.code,
+            error=exc.message,
+        )
+        return f"{exc.code}: {exc.message}"
+
+    async def _settler(
+        self, settlements: trio.MemoryReceiveChannel[tuple[Delivery, str | None]]
+    ) -> None:
+        async for delivery, error in settlements:
+            if error is None:
+                await self._settle_one(delivery, None)
+            else:
+                self._nursery.start_soon(self._settle_one, delivery, error)
+
+    async def _settle_one(self, delivery: Delivery, error: str | None) -> None:
+        try:
+            if error is None:
+                await self.broker.ack(delivery)
+            else:
+                await self.broker.fail(delivery, error)
+        except StorageError as exc:
+            # The broker keeps the message unsettled; it comes back (at-least-once).
+            log.warning("settling a delivery failed", queue=delivery.queue, error=str(exc))
         finally:
             self.in_flight -= 1
-
-    async def _attempt(
-        self,
-        delivery: Delivery,
-        function_id: str | None,
-        namespace: str | None,
-        condition: str | None,
-    ) -> str | None:
-        """``None`` when the message is done with, else the failure's text."""
-        if function_id is None:
-            return "no function to deliver to"
-        try:
-            if condition is not None:
-                verdict = await self.client.invoke(
-                    condition, delivery.data, namespace=namespace, timeout=CONDITION_TIMEOUT
-                )
-                if verdict is False:
-                    return None
-            await self.client.invoke(
-                function_id, delivery.data, namespace=namespace, timeout=HANDLER_TIMEOUT
-            )
-        except FunctionError as exc:
-            log.info(
-                "delivery failed",
-                queue=delivery.queue,
-                message_id=delivery.id,
-                attempt=delivery.attempt,
-                code=exc.code,
-                error=exc.message,
-            )
-            return f"{exc.code}: {exc.message}"
-        return None

@@ -98,6 +98,46 @@ async def test_the_journal_restores_jobs_and_redelivers_those_in_flight(tmp_path
         assert ids == ["1", "2", "3"]  # the redrive and the never-acked job survive
 
 
+async def test_enqueue_nowait_calls_back_once_stored_at_once_in_memory() -> None:
+    broker = BuiltinBroker()
+    calls: list[object] = []
+    async with open_builtin_broker(broker):
+        await broker.declare(QueueSpec("q"))
+        broker.enqueue_nowait("q", Message("m", 1), calls.append)
+        assert calls == [None]  # no journal: stored already
+        assert (await next_delivery(broker)).id == "m"
+        with pytest.raises(QueueNotFoundError):
+            broker.enqueue_nowait("nope", Message("m2", 1), calls.append)
+        assert calls == [None]
+
+
+async def test_enqueue_nowait_on_disk_calls_back_only_once_the_record_is_written(
+    tmp_path: Path,
+) -> None:
+    journal = tmp_path / "queue.journal"
+    seen_on_disk: list[bool] = []
+    async with open_file_broker(tmp_path, fsync="always") as broker:
+        await broker.declare(QueueSpec("q", QueueSettings(concurrency=1)))
+        size = journal.stat().st_size
+
+        def stored(error: object) -> None:
+            assert error is None
+            seen_on_disk.append(journal.stat().st_size > size)
+
+        for i in range(3):
+            broker.enqueue_nowait("q", Message(f"j{i}", {"n": i}), stored)
+        assert seen_on_disk == []  # noted, not yet written: nobody is answered
+        with trio.fail_after(5):
+            while len(seen_on_disk) < 3:
+                await trio.sleep(0.01)
+        assert seen_on_disk == [True, True, True]
+        broker.enqueue_nowait("q", Message("j0", {"n": 0}), stored)  # known id: stored already
+        assert len(seen_on_disk) == 4
+    async with open_file_broker(tmp_path) as broker:
+        await broker.declare(QueueSpec("q", QueueSettings(concurrency=5)))
+        assert sorted([(await next_delivery(broker)).id for _ in range(3)]) == ["j0", "j1", "j2"]
+
+
 async def test_a_torn_tail_is_dropped_and_the_journal_compacted(tmp_path: Path) -> None:
     async with open_file_broker(tmp_path) as broker:
         await broker.declare(QueueSpec("q"))
