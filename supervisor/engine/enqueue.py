@@ -2,6 +2,10 @@
 
 The bus turns an ``invokefunction`` with ``action: enqueue`` into a call of
 ``engine::queue::enqueue`` and answers the caller with the receipt, or ``enqueue_error``.
+
+A producer with several enqueues outstanding gets its receipts through the connection's writer
+(``batch``): the queue answers a burst of enqueues in one frame, and they go back in one write
+instead of a syscall each.
 """
 
 from __future__ import annotations
@@ -36,11 +40,16 @@ class EnqueueHost(Protocol):
     ) -> None: ...
 
 
+# Per producer connection, its enqueues not yet answered (a key leaves at zero).
+_outstanding: dict[Connection, int] = {}
+
+
 def enqueue(
     bus: EnqueueHost, conn: Connection, msg: m.InvokeFunction, ns: str, reply_id: str | None
 ) -> None:
     assert msg.action is not None
     receipt = str(uuid.uuid4())
+    _outstanding[conn] = _outstanding.get(conn, 0) + 1
     payload: dict[str, Any] = {
         "queue": msg.action.queue,
         "function_id": msg.function_id,
@@ -53,8 +62,18 @@ def enqueue(
         payload["namespace"] = ns
 
     def done(result: Any, err: m.ErrorBody | None) -> None:
+        left = _outstanding.pop(conn, 1) - 1
+        if left:
+            _outstanding[conn] = left
         if err is None:
-            bus.reply(conn, reply_id, msg, {"messageReceiptId": receipt}, None)
+            if reply_id is not None:
+                answer = {"messageReceiptId": receipt}
+                conn.send(
+                    m.InvocationResult(
+                        reply_id, msg.function_id, answer, None, msg.traceparent, msg.baggage
+                    ),
+                    batch=left > 0,  # more receipts are due to it: one write for them
+                )
             return
         text = f"{err.code}: {err.message}"
         if err.code == "function_not_found":
