@@ -116,6 +116,7 @@ async def test_enqueue_nowait_on_disk_calls_back_only_once_the_record_is_written
 ) -> None:
     journal = tmp_path / "queue.journal"
     seen_on_disk: list[bool] = []
+    all_three = trio.Event()
     async with open_file_broker(tmp_path, fsync="always") as broker:
         await broker.declare(QueueSpec("q", QueueSettings(concurrency=1)))
         size = journal.stat().st_size
@@ -123,13 +124,14 @@ async def test_enqueue_nowait_on_disk_calls_back_only_once_the_record_is_written
         def stored(error: object) -> None:
             assert error is None
             seen_on_disk.append(journal.stat().st_size > size)
+            if len(seen_on_disk) == 3:
+                all_three.set()
 
         for i in range(3):
             broker.enqueue_nowait("q", Message(f"j{i}", {"n": i}), stored)
         assert seen_on_disk == []  # noted, not yet written: nobody is answered
         with trio.fail_after(5):
-            while len(seen_on_disk) < 3:
-                await trio.sleep(0.01)
+            await all_three.wait()
         assert seen_on_disk == [True, True, True]
         broker.enqueue_nowait("q", Message("j0", {"n": 0}), stored)  # known id: stored already
         assert len(seen_on_disk) == 4

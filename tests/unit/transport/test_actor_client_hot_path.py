@@ -17,6 +17,7 @@ from transport import codec
 from transport import messages as m
 from transport.carrier import StreamCarrier
 from transport.client import DEFERRED, BusClient, FunctionError, InvocationContext
+from transport.oversize import Oversized
 
 
 class Bus:
@@ -31,7 +32,9 @@ class Bus:
     async def next(self, tag: type, timeout: float = 5.0) -> Any:
         with trio.fail_after(timeout):
             while True:
-                msg = codec.decode(await self.carrier.receive())
+                raw = await self.carrier.receive()
+                assert not isinstance(raw, Oversized)
+                msg = codec.decode(raw)
                 if isinstance(msg, m.InvokeFunction) and msg.function_id.startswith("engine::"):
                     continue  # the client's announcement
                 if isinstance(msg, tag):
@@ -90,10 +93,13 @@ async def test_call_hands_the_outcome_to_its_callback_once_and_times_out_on_one_
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     outcomes: dict[str, list[tuple[Any, str | None]]] = {"ok": [], "err": [], "slow": []}
+    timed_out = trio.Event()
 
     def collect(key: str) -> Any:
         def done(result: Any, error: FunctionError | None) -> None:
             outcomes[key].append((result, None if error is None else error.code))
+            if key == "slow":
+                timed_out.set()
 
         return done
 
@@ -111,9 +117,8 @@ async def test_call_hands_the_outcome_to_its_callback_once_and_times_out_on_one_
             m.InvocationResult(sent["f::err"], "f::err", None, m.ErrorBody("boom", "it broke"))
         )
         started = trio.current_time()
-        while not outcomes["slow"]:
-            await trio.sleep(1)
-        assert trio.current_time() - started == pytest.approx(30, abs=1.5)
+        await timed_out.wait()
+        assert trio.current_time() - started == pytest.approx(30, abs=0.01)
         await bus.send(m.InvocationResult(sent["f::slow"], "f::slow", "too late"))  # ignored
         await trio.sleep(1)
     assert outcomes == {
