@@ -79,6 +79,8 @@ class Connection:
     # Capability flags declared in the first engine::workers::register (features.py);
     # fixed for the life of the connection (OBSERVE.md §2.1).
     features: frozenset[str] = frozenset()
+    # The last worker resource sample from its MTRC frames (workermetrics.py).
+    latest_metrics: dict[str, Any] | None = None
     closing: bool = False
     draining: bool = False  # being stopped by the supervisor: no new calls
     revision: int = 0  # bumped whenever this connection's registrations change

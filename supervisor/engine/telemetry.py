@@ -5,7 +5,8 @@ an OTLP/JSON export request. While ``iii-observability::ingest`` is registered e
 a fire-and-forget call to it; otherwise the frame is dropped after one table look-up (nothing is
 parsed). At most ``max_in_flight`` ingest calls are outstanding: a flood beyond that is dropped
 and counted, so telemetry never queues ahead of invocations. Drops are logged at most once per
-``REPORT_EVERY`` seconds, with the totals.
+``REPORT_EVERY`` seconds, with the totals. A forwarded ``MTRC`` frame's ``iii.worker.*`` gauges
+also update the worker's ``latest_metrics`` (``workermetrics``, for ``engine::workers::info``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import structlog
 
 from manifests.blocks.observability import INGEST_FUNCTION_ID
 from supervisor.engine.errors import DEFAULT
+from supervisor.engine.workermetrics import merge_into, worker_samples
 from transport import messages as m
 
 if TYPE_CHECKING:
@@ -77,6 +79,8 @@ class TelemetryForwarder:
             self.dropped_invalid += 1
             self._report()
             return False
+        if kind == "MTRC":
+            merge_into(worker_samples(body, worker_id), self.bus.connections.get)
         self.in_flight += 1
         self.forwarded += 1
         data = {"kind": kind, "body": body, "source": "worker", "worker_id": worker_id}

@@ -108,6 +108,8 @@ def workers_info(ctx: CallContext, data: dict[str, Any]) -> dict[str, Any]:
     worker = _worker_summary(bus, conn)
     worker["pid"] = conn.pid
     worker["internal"] = False
+    if conn.latest_metrics:  # derived from the worker's MTRC frames (workermetrics.py)
+        worker["latest_metrics"] = dict(conn.latest_metrics)
     return {
         "worker": worker,
         "functions": [bus.functions[k].summary() for k in sorted(conn.functions)],

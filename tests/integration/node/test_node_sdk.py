@@ -80,3 +80,37 @@ def test_node_and_python_workers_call_each_other(node_sdk: Path, tmp_path: Path)
         node.wait(10)
         py.shutdown()
         engine.stop()
+
+
+def test_node_worker_gauges_show_as_latest_metrics(node_sdk: Path, tmp_path: Path) -> None:
+    """The Node SDK sends its worker gauges (MTRC) by itself; engine::workers::info shows the
+    latest sample (PROTOCOL.md §12.2.5)."""
+    engine = EngineProcess({"workers": []}, tmp_path).start()
+    py = sdk_client(engine.url, "py-gauges")
+    log = tmp_path / "node-gauges.log"
+    node = subprocess.Popen(
+        [shutil.which("node") or "node", str(node_sdk / "gauges.mjs")],
+        cwd=node_sdk,
+        env={**os.environ, "III_URL": engine.url, "OTEL_ENABLED": "true"},
+        stdout=open(log, "wb"),  # noqa: SIM115 - closed with the process
+        stderr=subprocess.STDOUT,
+    )
+    try:
+
+        def latest() -> Any:
+            try:
+                info = py.trigger(
+                    {"function_id": "engine::workers::info", "payload": {"name": "node-gauges"}}
+                )
+            except Exception:
+                return None
+            return info["worker"].get("latest_metrics")
+
+        sample = wait_for(latest, 30, interval=0.2)
+        assert sample["memory_rss"] > 0 and sample["memory_heap_used"] > 0, sample
+        assert {"cpu_percent", "uptime_seconds", "timestamp_ms"} <= set(sample), sample
+    finally:
+        node.terminate()
+        node.wait(10)
+        py.shutdown()
+        engine.stop()
