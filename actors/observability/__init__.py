@@ -5,13 +5,16 @@ functions and the ``log`` and ``trace`` trigger types.
 
 Telemetry reaches it through ``iii-observability::ingest``: the listeners forward the SDKs'
 binary ``OTLP``/``MTRC``/``LOGS`` frames (PROTOCOL.md §15) and the bus's tracing hook its own
-spans. Settings are fixed for the life of the process (the block's restart tier); the entry is
-still kept in the configuration worker, so a change made there applies at the next start.
+spans. Alert rules are judged every 10 s and on ``engine::alerts::evaluate``, and metrics are
+rolled up at 1 min / 5 min / 1 h (``watch``), over the bus's RED figures and the SDK metrics.
+A ``configuration::set`` of the entry is applied per field by its tier (``live``); restart-tier
+fields apply at the next start.
 
-Deliberate simplifications (§10 allows them): alert rules are parsed but not evaluated, no
-metric rollups are kept, and ``sampling`` applies to nothing the actor stores (the engine
-samples its own spans before sending them; SDK spans come sampled by the SDKs, which follow the
-engine's decision through the traceparent flags). ``collapse_spans`` applies to trace trees.
+Deliberate simplifications (§10 allows them): ``sampling`` applies to nothing the actor stores
+(the engine samples its own spans before sending them; SDK spans come sampled by the SDKs, which
+follow the engine's decision through the traceparent flags), and ``format`` is not applied (the
+supervisor renders the actors' JSON lines in its own ``--log-format``). ``collapse_spans``
+applies to trace trees.
 """
 
 from __future__ import annotations
@@ -22,28 +25,63 @@ import random
 import structlog
 import trio
 
+from actors.observability.live import apply_value
 from actors.observability.service import ObservabilityService
 from actors.observability.settings import BLOCK, Settings, parse_config, resolve
 from actors.runtime import ActorContext
 from manifests.blocks import observability
 from manifests.blocks.observability import ObservabilityBlock
+from manifests.blocks.strict import BlockError
+from transport.client import FunctionError
 
 __all__ = ["BLOCK", "ObservabilityService", "Settings", "parse_config", "serve"]
 
 log = structlog.get_logger("iii-observability")
 
+ENTRY_ID = "iii-observability"
+BOOT_READ_TIMEOUT = 2.0  # how long the start waits for the configuration worker's value
 
-async def _keep(value: object) -> None:
-    """Settings changes made in the configuration worker apply at the next start (§10.1)."""
+
+async def _stored_block(ctx: ActorContext[ObservabilityBlock]) -> ObservabilityBlock | None:
+    """The configuration worker's value, read before anything is built (§10.1: restart-tier
+    edits made at runtime apply at the next start); None when it has none or is not there
+    within ``BOOT_READ_TIMEOUT`` (the adoption catches up later, live fields only)."""
+    with trio.move_on_after(BOOT_READ_TIMEOUT):
+        while True:
+            try:
+                result = await ctx.client.invoke(
+                    "configuration::get", {"id": ENTRY_ID}, timeout=BOOT_READ_TIMEOUT
+                )
+            except FunctionError as exc:
+                if exc.code == "function_not_found":  # the configuration worker is starting
+                    await trio.sleep(0.1)
+                    continue
+                return None
+            value = result.get("value") if isinstance(result, dict) else None
+            if value is None:
+                return None
+            try:
+                return parse_config(value)
+            except BlockError as exc:
+                log.error(
+                    "stored iii-observability value rejected; using config.yaml", error=str(exc)
+                )
+                return None
+    return None
 
 
 async def serve(ctx: ActorContext[ObservabilityBlock]) -> None:
     # No block in config.yaml: the built-in seed (§10.1 layer 1), not the per-field fallbacks.
     block = ctx.block if ctx.raw else parse_config(observability.DEFAULTS)
+    block = await _stored_block(ctx) or block
     settings = resolve(block, os.environ)
     async with trio.open_nursery() as nursery:
         service = ObservabilityService(ctx.client, settings, rng=random.Random())
         await service.start(nursery)
+
+        async def apply(value: object) -> None:
+            apply_value(service, value)
+
         log.info(
             "observability ready",
             enabled=settings.enabled,
@@ -52,11 +90,11 @@ async def serve(ctx: ActorContext[ObservabilityBlock]) -> None:
         )
         ctx.adopt(
             nursery,
-            entry_id="iii-observability",
+            entry_id=ENTRY_ID,
             name="Observability",
             description="OpenTelemetry traces, metrics and logs",
             defaults=observability.DEFAULTS,
-            apply=_keep,
+            apply=apply,
         )
         try:
             await ctx.stopped()

@@ -9,7 +9,10 @@ the HTTP URLs are the endpoint with port 4317 turned into 4318 and ``/v1/<signal
 ``offer`` only appends to a bounded buffer per signal (the oldest records are dropped and
 counted when a collector is slow or gone); a flush task sends the buffers every
 ``FLUSH_EVERY`` seconds from a worker thread with a short exporter timeout, abandoned on
-shutdown, so an unreachable collector delays nothing and never holds the process open.
+shutdown, so an unreachable collector delays nothing and never holds the process open. Logs
+follow ``logs_batch_size`` and ``logs_flush_interval_ms`` (WORKERS.md §10.1): they are sent in
+batches of that size, when a batch is full or the interval has passed since the last send
+(checked every ``FLUSH_EVERY`` seconds at most, or every interval if it is shorter).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import trio
 
 from actors.observability.settings import Settings, http_endpoint
 
-__all__ = ["OtlpExport"]
+__all__ = ["OtlpExport", "export_signals", "logs_due"]
 
 log = structlog.get_logger("iii-observability.export")
 
@@ -35,15 +38,45 @@ EXPORT_TIMEOUT: Final = 5.0  # seconds, per export call (the exporters' own retr
 SIGNALS: Final = ("traces", "metrics", "logs")
 
 
+def export_signals(s: Settings) -> tuple[str, ...]:
+    """The signals ``s`` sends to the OTLP collector."""
+    wanted = (
+        ("traces", s.otlp),
+        ("metrics", s.metrics_enabled and s.metrics_exporter == "otlp"),
+        ("logs", s.logs_enabled and s.logs_exporter in ("otlp", "both")),
+    )
+    return tuple(signal for signal, on in wanted if on)
+
+
+def logs_due(buffered: int, since_s: float, settings: Settings) -> bool:
+    """Whether the buffered logs go now: a full batch, or the flush interval has passed."""
+    if buffered >= settings.logs_batch_size:
+        return True
+    return buffered > 0 and since_s * 1000 >= settings.logs_flush_interval_ms
+
+
 class OtlpExport:
     def __init__(self, settings: Settings, *, signals: tuple[str, ...]) -> None:
         self.settings = settings
-        self.signals = signals
-        self.exported = dict.fromkeys(signals, 0)
-        self.failed = dict.fromkeys(signals, 0)
-        self.dropped = dict.fromkeys(signals, 0)
-        self._buffers: dict[str, deque[dict[str, Any]]] = {s: deque() for s in signals}
+        self.signals: tuple[str, ...] = ()
+        self.exported: dict[str, int] = {}
+        self.failed: dict[str, int] = {}
+        self.dropped: dict[str, int] = {}
+        self._buffers: dict[str, deque[dict[str, Any]]] = {}
         self._exporters: dict[str, Any] = {}
+        self.set_signals(signals)
+
+    def set_signals(self, signals: tuple[str, ...]) -> None:
+        """Export these signals from now on (a rebuild of one pipeline: a signal turned off
+        loses its buffer, one turned on starts empty); counters are kept."""
+        for signal in signals:
+            self._buffers.setdefault(signal, deque())
+            for table in (self.exported, self.failed, self.dropped):
+                table.setdefault(signal, 0)
+        for signal in set(self._buffers) - set(signals):
+            del self._buffers[signal]
+            self._exporters.pop(signal, None)
+        self.signals = tuple(signals)
 
     def offer(self, signal: str, records: list[dict[str, Any]]) -> None:
         buffer = self._buffers.get(signal)
@@ -69,12 +102,19 @@ class OtlpExport:
     async def run(self) -> None:
         """Flush every ``FLUSH_EVERY`` seconds until cancelled (the thread in flight, if any,
         is abandoned: its exporter call ends by its own timeout)."""
+        logs_sent = trio.current_time()
         while True:
-            await trio.sleep(FLUSH_EVERY)
+            await trio.sleep(min(FLUSH_EVERY, self.settings.logs_flush_interval_ms / 1000))
             for signal in self.signals:
-                buffer = self._buffers[signal]
+                buffer = self._buffers.get(signal)
+                limit = BATCH_LIMIT
+                if signal == "logs" and buffer is not None:
+                    now = trio.current_time()
+                    if not logs_due(len(buffer), now - logs_sent, self.settings):
+                        continue
+                    logs_sent, limit = now, self.settings.logs_batch_size
                 while buffer:
-                    batch = [buffer.popleft() for _ in range(min(BATCH_LIMIT, len(buffer)))]
+                    batch = [buffer.popleft() for _ in range(min(limit, len(buffer)))]
                     ok = await trio.to_thread.run_sync(
                         self._export_sync, signal, batch, abandon_on_cancel=True
                     )

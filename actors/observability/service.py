@@ -17,7 +17,8 @@ import structlog
 import trio
 
 from actors.observability.archive import TraceArchive
-from actors.observability.export import OtlpExport
+from actors.observability.console import apply_level
+from actors.observability.export import OtlpExport, export_signals
 from actors.observability.logs import LEVELS, LogStore, list_logs, log_record
 from actors.observability.metrics import (
     MetricStore,
@@ -47,6 +48,7 @@ from actors.observability.spans import (
     list_traces,
     trace_tree,
 )
+from actors.observability.watch import MetricWatch
 from actors.runtime import Payload
 from manifests.blocks.observability import ENGINE_SPANS_KIND, INGEST_FUNCTION_ID
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
@@ -112,16 +114,11 @@ class ObservabilityService:
                 max_disk_bytes=s.archive.max_disk_bytes,
                 retention_seconds=s.archive.retention_seconds,
             )
-        signals = tuple(
-            signal
-            for signal, on in (
-                ("traces", s.otlp),
-                ("metrics", s.metrics_enabled and s.metrics_exporter == "otlp"),
-                ("logs", s.logs_enabled and s.logs_exporter in ("otlp", "both")),
-            )
-            if on
-        )
+        signals = export_signals(s)
         self.export = OtlpExport(s, signals=signals) if s.enabled and signals else None
+        self.watch = MetricWatch(client, s.alerts, rollups=s.metrics_enabled, add_log=self.add_log)
+        self._nursery: trio.Nursery | None = None
+        self._ingesting = False
         self.workers = WorkerCounts()
         self.ingested = {"OTLP": 0, "MTRC": 0, "LOGS": 0, ENGINE_SPANS_KIND: 0}
         self.shapes = ShapeTable()
@@ -135,6 +132,9 @@ class ObservabilityService:
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def start(self, nursery: trio.Nursery) -> None:
+        self._nursery = nursery
+        if self.settings.level is not None:
+            apply_level(self.settings.level)
         if self.archive is not None:
             await self.archive.open()
             if self.spans is not None:
@@ -148,7 +148,16 @@ class ObservabilityService:
                 nursery.start_soon(self._red_export_loop)
         nursery.start_soon(self._trace_loop)
         nursery.start_soon(self._sweep_loop)
+        nursery.start_soon(self.watch.run, nursery)
         self.register()
+
+    def rebuild_export(self, signals: tuple[str, ...]) -> None:
+        """A settings change altered the exported signals (the log pipeline's rebuild tier)."""
+        if self.export is not None:
+            self.export.set_signals(signals)
+        elif signals and self.settings.enabled and self._nursery is not None:
+            self.export = OtlpExport(self.settings, signals=signals)
+            self._nursery.start_soon(self.export.run)
 
     async def _red_export_loop(self) -> None:
         """The bus's RED metrics (engine::calls::stats) to the OTLP metric exporter, every
@@ -170,15 +179,20 @@ class ObservabilityService:
                 await self._flush_archive()
                 await self.archive.close()
 
-    def register(self) -> None:
-        c = self.client
-        if self.settings.enabled:
-            c.register_function(
+    def register_ingest(self) -> None:
+        if not self._ingesting:
+            self._ingesting = True
+            self.client.register_function(
                 INGEST_FUNCTION_ID,
                 self.ingest,
                 description="Ingest OTLP/JSON telemetry (SDK frames, the engine's spans)",
                 metadata={"internal": True},
             )
+
+    def register(self) -> None:
+        c = self.client
+        if self.settings.enabled:
+            self.register_ingest()
         for level in LEVELS:
             c.register_function(
                 f"engine::log::{level}",
@@ -226,6 +240,8 @@ class ObservabilityService:
             raise p.error(f"`kind`: unknown variant `{kind}`, expected OTLP, MTRC, LOGS or SPANS")
         if not isinstance(body, dict):
             raise p.error("`body`: expected an OTLP/JSON export request object")
+        if not self.settings.enabled:  # switched off at runtime: the live ingest gate
+            return None
         self.ingested[kind] += 1
         if kind == ENGINE_SPANS_KIND:
             self.add_rows(engine_rows(body, self.shapes))
@@ -240,6 +256,7 @@ class ObservabilityService:
             records = metrics_of(body, now_ns=now)
             for record in records:
                 self.metrics.add(record, now)
+            self.watch.ingest_metrics(records, now)
             if self.export is not None:
                 self.export.offer("metrics", records)
         return None
@@ -358,13 +375,7 @@ class ObservabilityService:
         return list_metrics(self.metrics, data, engine, now_ns=now_ns())
 
     async def rollups_list(self, data: Any, ctx: InvocationContext) -> Any:
-        Payload("engine::rollups::list", data)
-        return {
-            "rollups": [],
-            "histogram_rollups": [],
-            "message": "Rollups are not kept by this engine; see engine::metrics::list",
-            "timestamp": now_ns() // 1_000_000,
-        }
+        return self.watch.rollups_result(data)
 
     async def sampling_rules(self, data: Any, ctx: InvocationContext) -> Any:
         s = self.settings
@@ -423,19 +434,10 @@ class ObservabilityService:
         }
 
     async def alerts_list(self, data: Any, ctx: InvocationContext) -> Any:
-        return {
-            "alerts": [],
-            "firing_count": 0,
-            "message": "Alert rules are not evaluated by this engine",
-            "timestamp": now_ns() // 1_000_000,
-        }
+        return self.watch.list_result()
 
     async def alerts_evaluate(self, data: Any, ctx: InvocationContext) -> Any:
-        return {
-            "evaluated": False,
-            "message": "Alert rules are not evaluated by this engine",
-            "timestamp": now_ns() // 1_000_000,
-        }
+        return await self.watch.evaluate_result()
 
     # -- trigger types -------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 
-from manifests.blocks.observability import ObservabilityBlock, TraceStorageConfig
+from manifests.blocks.observability import AlertRule, ObservabilityBlock, TraceStorageConfig
 from manifests.blocks.strict import parse
 
 __all__ = ["BLOCK", "ArchiveSettings", "Settings", "http_endpoint", "parse_config", "resolve"]
@@ -64,6 +64,11 @@ class Settings:
     parent_based: bool = False
     rate_limit: int | None = None  # sampling.rate_limit.max_traces_per_second
     collapse_spans: tuple[tuple[str, str | None], ...] = ()
+    logs_batch_size: int = 100
+    logs_flush_interval_ms: int = 5000
+    alerts: tuple[AlertRule, ...] = ()
+    level: str | None = None  # None: the process's III_LOG_LEVEL
+    format: Literal["default", "json"] = "default"
 
     @property
     def memory(self) -> bool:
@@ -166,6 +171,13 @@ def resolve(block: ObservabilityBlock, env: Mapping[str, str]) -> Settings:
         if sampling and sampling.rate_limit
         else None,
         collapse_spans=tuple((c.name, c.service) for c in block.collapse_spans),
+        logs_batch_size=block.logs_batch_size
+        or min(10_000, _int(env, "OTEL_LOGS_BATCH_SIZE", 100)),
+        logs_flush_interval_ms=block.logs_flush_interval_ms
+        or min(3_600_000, max(100, _int(env, "OTEL_LOGS_FLUSH_INTERVAL_MS", 5000))),
+        alerts=block.alerts,
+        level=block.level,
+        format=block.format or "default",
     )
 
 
