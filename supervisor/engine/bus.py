@@ -214,7 +214,7 @@ class Bus:
         ms = int((self.invocation_deadline or 0) * 1000)
         for pending in expired:
             text = f"Invocation of {pending.function_id} exceeded the engine deadline of {ms} ms"
-            self.finish(pending, None, error("invocation_timeout", text))
+            self.finish(pending, None, pending.expiry or error("invocation_timeout", text))
         return len(expired)
 
     def pin_overdue(self, now: float) -> int:
@@ -457,15 +457,26 @@ class Bus:
         namespace: str = DEFAULT,
         metadata: Any = None,
         on_done: Outcome | None = None,
+        timeout: float | None = None,
+        expiry: m.ErrorBody | None = None,
     ) -> None:
-        """An engine-originated call (§7.10): no caller connection, no _caller_worker_id."""
+        """An engine-originated call (§7.10): no caller connection, no _caller_worker_id.
+        ``timeout`` (seconds) replaces the engine deadline; ``expiry`` is the error it ends
+        with when the deadline passes (default: ``invocation_timeout``)."""
         entry = self.functions.get((namespace, function_id))
         if entry is None:
             if on_done is not None:
                 on_done(None, self.not_found(function_id, namespace, internal=True))
             return
         self.dispatch(
-            entry, data, caller=None, caller_invocation_id=None, metadata=metadata, on_done=on_done
+            entry,
+            data,
+            caller=None,
+            caller_invocation_id=None,
+            metadata=metadata,
+            on_done=on_done,
+            timeout=timeout,
+            expiry=expiry,
         )
 
     def dispatch(
@@ -481,12 +492,15 @@ class Bus:
         baggage: str | None = None,
         on_done: Outcome | None = None,
         wire: CallWire | None = None,
+        timeout: float | None = None,
+        expiry: m.ErrorBody | None = None,
     ) -> None:
         inv_id = downstream_id
         if inv_id is None or inv_id in self.table:
             inv_id = str(uuid.uuid4())
         now = self.clock()
-        deadline = now + self.invocation_deadline if self.invocation_deadline else None
+        limit = self.invocation_deadline if timeout is None else timeout
+        deadline = now + limit if limit else None
         callee = entry.pick()
         pending = Pending(
             inv_id,
@@ -502,6 +516,7 @@ class Bus:
             baggage,
             origin=caller,
             wire=wire,
+            expiry=expiry,
         )
         self.table.add(pending)
         if deadline is not None and self.on_wakeup is not None:

@@ -258,14 +258,19 @@ class BusEdge:
             box.append((result, err))
             done.set()
 
+        expiry = m.ErrorBody("timeout", f"invocation timed out after {int(timeout * 1000)}ms")
         self.bus.internal_invoke(
-            function_id, data, namespace=namespace, metadata=metadata, on_done=on_done
+            function_id,
+            data,
+            namespace=namespace,
+            metadata=metadata,
+            on_done=on_done,
+            timeout=timeout,  # the bus ends the call then: nothing of it stays in flight
+            expiry=expiry,
         )
-        with trio.move_on_after(timeout):
+        with trio.move_on_after(timeout):  # the bus ends the call at the same instant
             await done.wait()
-        if not box:
-            raise InvocationFailed("timeout", f"invocation timed out after {int(timeout * 1000)}ms")
-        result, err = box[0]
+        result, err = box[0] if box else (None, expiry)
         if err is not None:
             raise InvocationFailed(err.code, err.message)
         return result

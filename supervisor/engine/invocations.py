@@ -34,6 +34,7 @@ class Pending:
     on_done: Outcome | None = None  # in-process waiter
     traceparent: str | None = None
     baggage: str | None = None
+    expiry: ErrorBody | None = None  # the error at the deadline (None: the engine deadline's)
     parent_span_id: str | None = None  # set by the tracing hook: the caller's span, if any
     # Observe (supervisor/engine/observe): the calling connection, also for void calls; what
     # it needs of the message that made the call (envelope.CallWire: no data); the stamped

@@ -46,8 +46,14 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-AUTH_TIMEOUT: Final = 10.0  # seconds the auth function has to answer
-HOOK_TIMEOUT: Final = 10.0  # seconds a registration hook has to answer
+# How long the functions a listener calls on its own may take (PROTOCOL.md §13 has no keys for
+# them and upstream waits without a bound). Each ends in an error naming the function:
+AUTH_TIMEOUT: Final = 10.0  # the auth function: AUTH_ERROR, the connection is refused
+HOOK_TIMEOUT: Final = 10.0  # a registration hook: the registration is denied (logged)
+# The middleware makes the real call itself, typically with the SDK's default call timeout
+# (30 s, §7.7): by then it has answered, with a result or that timeout's error. Past it the
+# caller gets `middleware_timeout` instead of waiting for the engine deadline (300 s).
+MIDDLEWARE_TIMEOUT: Final = 30.0
 
 # Held (in order) while the connection's namespace is pending, then vetted: PROTOCOL.md §4.4.
 _REGISTRATIONS: Final = frozenset(
@@ -78,6 +84,10 @@ _PLAIN: Final = frozenset(
         m.LocalInvocationStats,
     }
 )
+
+
+class HookTimeout(RbacError):
+    """A registration hook did not answer within ``HOOK_TIMEOUT``: it denies, as a failure."""
 
 
 class AuthRefused(Exception):
@@ -271,6 +281,12 @@ class RbacGuard:
             namespace=namespace,
             metadata=msg.metadata,
             on_done=lambda result, err: self._answer(conn, msg, result, err),
+            timeout=MIDDLEWARE_TIMEOUT,
+            expiry=error(
+                "middleware_timeout",
+                f"middleware '{middleware}' did not answer within "
+                f"{int(MIDDLEWARE_TIMEOUT * 1000)} ms",
+            ),
         )
 
     def _answer(
@@ -291,12 +307,13 @@ class RbacGuard:
     # -- registrations ---------------------------------------------------------------------
 
     async def _hook(self, fn: str, data: dict[str, Any]) -> Any:
-        """A registration hook's answer; ``RbacError`` when it failed (which denies)."""
+        """A registration hook's answer; ``RbacError`` when it failed (which denies),
+        ``HookTimeout`` when it did not answer in time."""
         try:
             return await self.edge.call(fn, data, timeout=HOOK_TIMEOUT)
         except InvocationFailed as exc:
             if exc.code == "timeout":
-                raise RbacError(
+                raise HookTimeout(
                     f"hook '{fn}' did not answer within {int(HOOK_TIMEOUT * 1000)} ms"
                 ) from None
             raise RbacError(f"hook '{fn}' failed: {exc.code}: {exc.message}") from None
@@ -367,6 +384,17 @@ class RbacGuard:
                 msg = merge_trigger_hook(msg, await self._hook(hook, data))
             except RbacError as exc:
                 log.info("trigger registration denied by its hook", id=msg.id, reason=str(exc))
+                if isinstance(exc, HookTimeout):
+                    # A denial is silent (§13.8); a hook that hangs is no decision, and a
+                    # registertrigger has a way to say so (the SDK logs it at ERROR).
+                    conn.send(
+                        m.TriggerRegistrationResult(
+                            id=msg.id,
+                            trigger_type=msg.trigger_type,
+                            function_id=msg.function_id,
+                            error=error("hook_timeout", str(exc)),
+                        )
+                    )
                 return None
         msg = attrs.evolve(msg, function_id=session.prefixed(msg.function_id))
         namespace = msg.namespace or DEFAULT

@@ -1,9 +1,12 @@
 """The trusted worker of the RBAC tests: on the plain listener it registers the auth function,
 the middleware, the three registration hooks and the functions RBAC clients try to reach.
-Every call to them is recorded; ``test::rbac-worker::calls`` returns the record."""
+Every call to them is recorded; ``test::rbac-worker::calls`` returns the record. The
+``hang`` variants (token ``hang-token``, function ids ``hang::*``, trigger ids with ``hang``,
+a middleware payload ``{"hang": true}``) never answer: async, so they hold no SDK thread."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import Any
@@ -21,6 +24,8 @@ from iii_helpers.worker_connection_manager import (
     OnTriggerTypeRegistrationResult,
 )
 
+HANG = 3600.0
+
 w = register_worker(os.environ["III_URL"], InitOptions(worker_name="rbac-worker"))
 calls: dict[str, Any] = {
     "auth": [],
@@ -32,14 +37,16 @@ calls: dict[str, Any] = {
 }
 
 
-def auth(data: dict[str, Any]) -> Any:
+async def auth(data: dict[str, Any]) -> Any:
     inp = AuthInput(**data)  # raises on a missing key or a wrong type, as the SDK suite's does
     calls["auth"].append(data)
     token = inp.headers.get("x-test-token") or inp.headers.get("authorization", "").removeprefix(
         "Bearer "
     )
+    if token == "hang-token":
+        await asyncio.sleep(HANG)
     if token == "slow-token":
-        time.sleep(0.5)
+        await asyncio.sleep(0.5)
         token = "valid-token"
     if token.startswith("valid-token"):  # valid-token-<tag>: one test's connections
         return AuthResult(
@@ -63,6 +70,8 @@ def auth(data: dict[str, Any]) -> Any:
 async def middleware(data: dict[str, Any]) -> Any:
     calls["middleware"].append(data)
     payload = data.get("payload")
+    if isinstance(payload, dict) and payload.get("hang"):
+        await asyncio.sleep(HANG)
     if isinstance(payload, dict) and payload.get("reject"):
         raise Exception("rejected by middleware")
     request: dict[str, Any] = {
@@ -78,9 +87,11 @@ async def middleware(data: dict[str, Any]) -> Any:
     return await w.trigger_async(request)
 
 
-def on_function(data: dict[str, Any]) -> Any:
+async def on_function(data: dict[str, Any]) -> Any:
     inp = OnFunctionRegistrationInput(**data)
     calls["fn_hook"].append(data)
+    if inp.function_id.startswith("hang::"):
+        await asyncio.sleep(HANG)
     if inp.function_id.startswith("deny::"):
         raise Exception("function registration denied")
     if inp.function_id.startswith("rename::"):
@@ -88,9 +99,11 @@ def on_function(data: dict[str, Any]) -> Any:
     return OnFunctionRegistrationResult().model_dump()
 
 
-def on_trigger(data: dict[str, Any]) -> Any:
+async def on_trigger(data: dict[str, Any]) -> Any:
     inp = OnTriggerRegistrationInput(**data)
     calls["trigger_hook"].append(data)
+    if "hang" in inp.trigger_id:
+        await asyncio.sleep(HANG)
     if "deny" in inp.trigger_id:
         raise Exception("trigger registration denied")
     return OnTriggerRegistrationResult().model_dump()

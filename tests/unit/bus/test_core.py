@@ -55,6 +55,30 @@ def test_a_call_expires_exactly_at_its_deadline(bus: Bus, clock: Clock) -> None:
     assert len(bus.table) == 0 and a.conn.calls_in == set()
 
 
+def test_an_internal_call_with_its_own_timeout_ends_with_its_own_error(
+    bus: Bus, clock: Clock
+) -> None:
+    """The RBAC machinery and edge.call bound their calls below the engine deadline; the bus
+    ends them then, so nothing stays in flight, and a late answer is ignored."""
+    a = Worker(bus, "a")
+    a.register("f")
+    outcomes: list[tuple[Any, Any]] = []
+    expiry = m.ErrorBody("middleware_timeout", "middleware 'f' did not answer within 5000 ms")
+    bus.internal_invoke(
+        "f", {}, on_done=lambda r, e: outcomes.append((r, e)), timeout=5.0, expiry=expiry
+    )
+    (fwd,) = a.of(m.InvokeFunction)
+    assert bus.table.next_deadline() == clock.now + 5.0
+    assert bus.expire(clock.now + 4.999) == 0 and outcomes == []
+    assert bus.expire(clock.now + 5.0) == 1
+    assert outcomes == [(None, expiry)]
+    assert len(bus.table) == 0 and a.conn.calls_in == set()
+    a.send(m.InvocationResult(invocation_id=fwd.invocation_id, function_id="f", result=1))
+    assert outcomes == [(None, expiry)]  # the late answer changes nothing
+    bus.internal_invoke("f", {}, on_done=lambda r, e: outcomes.append((r, e)))
+    assert bus.table.next_deadline() == clock.now + 60.0  # without one: the engine deadline
+
+
 def test_answered_calls_leave_no_deadline_behind(bus: Bus, clock: Clock) -> None:
     a, b = Worker(bus, "a"), Worker(bus, "b")
     a.register("f")

@@ -93,13 +93,72 @@ def pinned(guard: RbacGuard, **auth: Any) -> Connection:
     return conn
 
 
+def outbox(conn: Connection) -> list[Any]:
+    out = []
+    while True:
+        try:
+            out.append(conn._recv.receive_nowait())  # type: ignore[union-attr]
+        except Exception:
+            return out
+
+
 def test_registration_hook_that_never_answers_denies_after_its_deadline() -> None:
     async def main() -> None:
         bus, guard = guard_for(ListenerPolicy(rbac=True, on_function_registration="my::hook"))
         silent_function(bus, "my::hook")
         conn = pinned(guard)
+        start = trio.current_time()
         await guard.handle(conn, m.RegisterFunction(id="f"))
+        assert trio.current_time() - start == pytest.approx(10.0)
         assert bus.functions.get(("default", "f")) is None
+        assert outbox(conn) == []  # a denial is silent for functions (§13.8)
+
+    run(main)
+
+
+def test_trigger_hook_that_never_answers_is_reported_as_hook_timeout() -> None:
+    async def main() -> None:
+        bus, guard = guard_for(ListenerPolicy(rbac=True, on_trigger_registration="my::hook"))
+        silent_function(bus, "my::hook")
+        conn = pinned(guard)
+        msg = m.RegisterTrigger(id="t1", trigger_type="cron", function_id="f", config={})
+        await guard.handle(conn, msg)
+        assert "t1" not in bus.bindings
+        (result,) = outbox(conn)
+        assert result == m.TriggerRegistrationResult(
+            id="t1",
+            trigger_type="cron",
+            function_id="f",
+            error=m.ErrorBody("hook_timeout", "hook 'my::hook' did not answer within 10000 ms"),
+        )
+
+    run(main)
+
+
+def test_middleware_that_never_answers_gives_the_caller_middleware_timeout() -> None:
+    """Bounded at 30 s instead of the engine's 300 s deadline; the bus (its timers driven by
+    the edge) ends the call, so nothing of it stays in flight."""
+
+    async def main() -> None:
+        bus, guard = guard_for(ListenerPolicy(middleware_function_id="my::mw"))
+        silent_function(bus, "my::mw")
+        bus.add_builtin("svc::f", lambda ctx, data: {"ok": True})
+        conn = pinned(guard)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(guard.edge.run)
+            await guard.handle(
+                conn, m.InvokeFunction(function_id="svc::f", data={}, invocation_id="i1")
+            )
+            await trio.sleep(29.9)
+            assert outbox(conn) == []
+            await trio.sleep(0.2)
+            (result,) = outbox(conn)
+            assert result.invocation_id == "i1"
+            assert result.error == m.ErrorBody(
+                "middleware_timeout", "middleware 'my::mw' did not answer within 30000 ms"
+            )
+            assert len(bus.table) == 0
+            nursery.cancel_scope.cancel()
 
     run(main)
 
