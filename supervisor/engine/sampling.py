@@ -85,7 +85,7 @@ class Sampler:
         if parent_sampled is not None and self.parent_based:
             keep = parent_sampled
         else:
-            rate = self.rate(function_id, service)
+            rate = self.rate(function_id, service) if self.rules else self.default
             keep = rate >= 1.0 or (rate > 0.0 and int(trace_id[16:], 16) < rate * _SPACE)
             if keep and parent_sampled is None and self.limit is not None:
                 keep = self._take(now)

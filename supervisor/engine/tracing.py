@@ -45,6 +45,7 @@ FLUSH_INTERVAL = 0.2
 BATCH_SIZE = 256
 SCOPE = "iii-supervisor"
 _SHAPES_MAX = 4096
+_NEW = "00-%032x-%016x-01"
 
 # What a span's name and attributes are made of: (function id, namespace, callee worker id,
 # caller worker id).
@@ -85,17 +86,23 @@ class Tracing:
     def on_dispatch(self, pending: Pending, data: Any) -> None:
         if pending.function_id == INGEST_FUNCTION_ID:
             return None
-        parsed = parse_traceparent(pending.traceparent)
+        tp = pending.traceparent
+        parsed = None if tp is None else parse_traceparent(tp)
         if parsed is None:
-            parsed = self._inferred(pending)
+            caller = pending.caller
+            if caller is not None and len(caller.calls_in) == 1:
+                parsed = self._inferred(pending)
+        sampler = self.sampler
         if parsed is None:
+            if sampler is None:  # a new trace, kept: one formatting of both new ids
+                pending.traceparent = _NEW % (getrandbits(128) or 1, getrandbits(64) or 1)
+                return None
             trace_id = f"{getrandbits(128) or 1:032x}"
             flags = "01"
             parent_sampled = None
         else:
             trace_id, pending.parent_span_id, flags = parsed
             parent_sampled = flags[1] in SAMPLED_FLAGS
-        sampler = self.sampler
         if sampler is not None:
             callee = pending.callee
             keep = sampler.sampled(
@@ -129,7 +136,9 @@ class Tracing:
             )
         if self.sampler is not None and tp[54:55] not in SAMPLED_FLAGS:
             return  # sampled out: the decision made at dispatch rides in the flags
-        if not self.ingest_live():
+        if self.bus.functions.revision != self._revision:
+            self.ingest_live()
+        if not self._live:
             return
         callee = pending.callee
         caller = pending.caller
