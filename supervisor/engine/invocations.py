@@ -81,6 +81,9 @@ class InvocationTable:
             heapq.heappop(heap)
         return pending
 
+    def in_flight(self) -> list[Pending]:
+        return list(self._pending.values())
+
     def expired(self, now: float) -> list[Pending]:
         """The calls still pending whose deadline is at or before ``now``."""
         out: list[Pending] = []

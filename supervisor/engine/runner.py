@@ -22,7 +22,7 @@ from supervisor.engine.listener import Listener
 from supervisor.engine.observe import hook as observe
 from supervisor.engine.observe.filter import compile_filter
 from supervisor.engine.sampling import Sampler, sampler_for
-from supervisor.engine.tracing import Tracing
+from supervisor.engine.tracing import Tracing, live_spans_of
 
 log = structlog.get_logger(__name__)
 
@@ -82,6 +82,7 @@ async def run_engine(
         tracing=tracing,
         metrics=metrics,
         sampler=sampler_for(block) if tracing and block is not None else None,
+        live_spans=tracing and block is not None and live_spans_of(block),
         service_name=str((block or {}).get("service_name") or "iii"),
     )
     # HTTP-invoked registrations wait for an actor that config.yaml says will come (§10.1).
@@ -105,6 +106,7 @@ def build_bus(
     *,
     tracing: bool = True,
     sampler: Sampler | None = None,
+    live_spans: bool = False,
     service_name: str = "iii",
     **options: Any,
 ) -> Bus:
@@ -114,6 +116,6 @@ def build_bus(
     builtins.install(bus)
     observe.install(bus, compile_filter)
     if tracing:
-        bus.tracing = Tracing(bus, sampler=sampler, service_name=service_name)
+        bus.tracing = Tracing(bus, sampler=sampler, live=live_spans, service_name=service_name)
         bus.hooks.add(bus.tracing)
     return bus

@@ -12,7 +12,10 @@ tuples become a compact batch (``ENGINE_SPANS_KIND``: shared name/attribute shap
 row per span) only when a batch is flushed (every ``FLUSH_INTERVAL`` seconds or ``BATCH_SIZE``
 spans), sent to the ingest function fire-and-forget with ``source: "engine"``. While it is not
 registered nothing is kept and nothing is serialised. Calls to the ingest function itself get no
-span (a flush would otherwise make the spans of the next one).
+span (a flush would otherwise make the spans of the next one). With ``live_spans`` (WORKERS.md
+§10.1), a call still in flight at a flush and older than ``flush_interval`` is sent once as a
+pending span (end 0), which its finished span later replaces: calls shorter than that cost
+nothing more.
 
 At debug level every finished call is one log line carrying its ``trace_id``/``span_id``.
 """
@@ -20,14 +23,17 @@ At debug level every finished call is one log line carrying its ``trace_id``/``s
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Mapping
 from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 import structlog
 import trio
 
-from manifests.blocks.observability import ENGINE_SPANS_KIND, INGEST_FUNCTION_ID
+from manifests.blocks.observability import ENGINE_SPANS_KIND, INGEST_FUNCTION_ID, ObservabilityBlock
+from manifests.blocks.strict import parse
 from supervisor.engine.errors import DEFAULT
 from supervisor.engine.sampling import SAMPLED_FLAGS, Sampler
 from transport.tracecontext import parse_traceparent
@@ -37,7 +43,7 @@ if TYPE_CHECKING:
     from supervisor.engine.invocations import Pending
     from transport.messages import ErrorBody
 
-__all__ = ["BATCH_SIZE", "FLUSH_INTERVAL", "SCOPE", "Tracing", "compact_spans"]
+__all__ = ["BATCH_SIZE", "FLUSH_INTERVAL", "SCOPE", "Tracing", "compact_spans", "live_spans_of"]
 
 log = structlog.get_logger(__name__)
 
@@ -51,8 +57,8 @@ _NEW = "00-%032x-%016x-01"
 # caller worker id).
 ShapeKey = tuple[str, str, "str | None", "str | None"]
 # traceparent (the engine span's), parent span id, shape key, started, ended (bus clock
-# seconds), error.
-SpanRecord = tuple[str, "str | None", ShapeKey, float, float, "ErrorBody | None"]
+# seconds; None: still running, a live span), error.
+SpanRecord = tuple[str, "str | None", ShapeKey, float, "float | None", "ErrorBody | None"]
 
 
 class Tracing:
@@ -64,12 +70,15 @@ class Tracing:
         flush_interval: float = FLUSH_INTERVAL,
         batch_size: int = BATCH_SIZE,
         sampler: Sampler | None = None,
+        live: bool = False,
     ) -> None:
         self.bus = bus
         self.service_name = service_name
         self.flush_interval = flush_interval
         self.batch_size = batch_size
         self.sampler = sampler
+        self.live = live
+        self._announced: set[str] = set()  # in-flight calls already sent as live spans
         self.spans: list[SpanRecord] = []
         self.flushes = 0
         # bus clock seconds → Unix nanoseconds
@@ -115,6 +124,9 @@ class Tracing:
             if keep != (flags[1] in SAMPLED_FLAGS):
                 flags = f"{int(flags, 16) ^ 1:02x}"
         pending.traceparent = f"00-{trace_id}-{getrandbits(64) or 1:016x}-{flags}"
+        if self.live and not self._flush_due and self.bus.spawn is not None:
+            self._flush_due = True  # so a long call is announced even if nothing else ends
+            self.bus.spawn(self._flush_later)
         return None
 
     def on_completion(
@@ -123,6 +135,8 @@ class Tracing:
         tp = pending.traceparent
         if tp is None or pending.function_id == INGEST_FUNCTION_ID:
             return
+        if self._announced:
+            self._announced.discard(pending.invocation_id)
         if self._debug:
             log.debug(
                 "call finished",
@@ -197,6 +211,8 @@ class Tracing:
     def flush(self) -> None:
         """Send the kept spans to the ingest function (dropped when it has gone)."""
         spans, self.spans = self.spans, []
+        if self.live and self.ingest_live():
+            spans += self._still_running(self.bus.clock())
         if not spans or not self.ingest_live():
             return
         self.flushes += 1
@@ -207,6 +223,44 @@ class Tracing:
             INGEST_FUNCTION_ID,
             {"kind": ENGINE_SPANS_KIND, "body": body, "source": "engine", "worker_id": None},
         )
+
+    def _still_running(self, now: float) -> list[SpanRecord]:
+        """Live spans of the calls in flight for at least ``flush_interval``, once each."""
+        cutoff = now - self.flush_interval
+        announced = self._announced
+        out: list[SpanRecord] = []
+        for p in self.bus.table.in_flight():
+            tp = p.traceparent
+            if p.started > cutoff or tp is None or p.invocation_id in announced:
+                continue
+            if p.function_id == INGEST_FUNCTION_ID or (
+                self.sampler is not None and tp[54:55] not in SAMPLED_FLAGS
+            ):
+                continue
+            announced.add(p.invocation_id)
+            callee, caller = p.callee, p.caller
+            key = (
+                p.function_id,
+                p.namespace,
+                callee.worker_id if callee is not None else None,
+                caller.worker_id if caller is not None else None,
+            )
+            out.append((tp, p.parent_span_id, key, p.started, None, None))
+        return out
+
+
+def live_spans_of(raw: Any, env: Mapping[str, str] | None = None) -> bool:
+    """``live_spans`` of an ``iii-observability`` block: the field, else ``OTEL_LIVE_SPANS``,
+    else true only when the exporter is ``memory`` (WORKERS.md §10.1)."""
+    block = parse(ObservabilityBlock, raw)
+    if block.live_spans is not None:
+        return block.live_spans
+    env = os.environ if env is None else env
+    value = env.get("OTEL_LIVE_SPANS")
+    if value is not None:
+        return value.strip().lower() in ("true", "1")
+    exporter = block.exporter or env.get("OTEL_EXPORTER_TYPE")
+    return exporter == "memory"
 
 
 def shape_of(key: ShapeKey) -> list[Any]:
@@ -241,7 +295,7 @@ def compact_spans(
             at = index[key] = len(shapes)
             shapes.append(shape)
         start = epoch_ns + int(started * 1e9)
-        end = epoch_ns + int(ended * 1e9)
+        end = 0 if ended is None else epoch_ns + int(ended * 1e9)
         if err is None:
             rows.append([tp, parent, at, start, end])
         else:

@@ -177,3 +177,44 @@ def test_the_iii_observability_entry_switches_the_hooks(tmp_path: Any) -> None:
     for text, expected in cases.items():
         path.write_text(text)
         assert observability_switches(load(path).engine) == expected, text
+
+
+def test_live_spans_announce_a_long_call_once_and_its_end_replaces_it() -> None:
+    clock = Clock()
+    bus = build_bus(clock=clock, invocation_deadline=60.0, tracing=False)
+    tracing = bus.tracing = Tracing(bus, live=True, flush_interval=0.2)
+    bus.hooks.add(tracing)
+    sink, a, b = Worker(bus, "obs"), Worker(bus, "a"), Worker(bus, "b")
+    sink.register(INGEST_FUNCTION_ID)
+    a.register("slow")
+    a.register("quick")
+    b.call("slow", {}, traceparent=TP)
+    (slow,) = a.of(m.InvokeFunction)
+    clock.now += 0.1
+    b.call("quick", {})
+    (quick,) = a.of(m.InvokeFunction)
+    tracing.flush()  # neither is old enough yet
+    assert sink.of(m.InvokeFunction) == []
+    clock.now += 0.15
+    tracing.flush()
+    tracing.flush()  # announced once
+    (live,) = sink.of(m.InvokeFunction)
+    (row,) = live.data["body"]["spans"]
+    assert row[0] == slow.traceparent and row[4] == 0  # a pending span: no end yet
+    a.send(m.InvocationResult(slow.invocation_id, "slow", {"ok": 1}))
+    a.send(m.InvocationResult(quick.invocation_id, "quick", {"ok": 1}))
+    tracing.flush()
+    (done,) = sink.of(m.InvokeFunction)
+    rows = done.data["body"]["spans"]
+    assert sorted(r[0] == slow.traceparent and r[4] > 0 for r in rows) == [False, True]
+    assert tracing._announced == set()
+
+
+def test_live_spans_follow_the_field_then_the_env_then_the_exporter() -> None:
+    from supervisor.engine.tracing import live_spans_of
+
+    assert live_spans_of({"exporter": "memory"}, env={})
+    assert not live_spans_of({"exporter": "otlp"}, env={})
+    assert not live_spans_of({"exporter": "memory", "live_spans": False}, env={})
+    assert live_spans_of({"exporter": "both"}, env={"OTEL_LIVE_SPANS": "1"})
+    assert not live_spans_of({}, env={"OTEL_EXPORTER_TYPE": "otlp"})
