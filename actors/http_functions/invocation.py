@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import attrs
 
+from manifests.blocks.http_functions import DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS
 from transport.jsonshape import json_type
 
 __all__ = [
@@ -31,8 +32,8 @@ __all__ = [
 ]
 
 METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
-DEFAULT_TIMEOUT_MS: Final = 30_000
-MAX_TIMEOUT_MS: Final = 60_000  # the client's hard cap (PROTOCOL.md §7.7)
+# DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS (the client's hard cap, PROTOCOL.md §7.7) are the block's:
+# the engine bounds its wait for this actor's answer by the same timeout.
 
 
 class InvocationRejected(Exception):

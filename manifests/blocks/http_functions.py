@@ -17,12 +17,15 @@ from manifests.blocks.strict import Invalid
 
 __all__ = [
     "DEFAULTS",
+    "DEFAULT_TIMEOUT_MS",
+    "MAX_TIMEOUT_MS",
     "INVOKE_FUNCTION_ID",
     "REGISTER_FUNCTION_ID",
     "GlobError",
     "HttpFunctionsBlock",
     "SecurityConfig",
     "compile_glob",
+    "request_timeout_ms",
 ]
 
 
@@ -107,3 +110,17 @@ DEFAULTS: Final[dict[str, Any]] = {
 # The actor's two functions; the engine calls them (and refuses nothing else to reach them).
 REGISTER_FUNCTION_ID: Final = "iii-http-functions::register"  # validate one registration
 INVOKE_FUNCTION_ID: Final = "iii-http-functions::invoke"  # make one call
+
+# An invocation's request timeout (PROTOCOL.md §7.7, §10.2): its `timeout_ms`, else 30 s,
+# capped at 60 s. The actor applies it; the engine bounds its wait for the actor by it.
+DEFAULT_TIMEOUT_MS: Final = 30_000
+MAX_TIMEOUT_MS: Final = 60_000
+
+
+def request_timeout_ms(invocation: Any) -> int:
+    """The timeout the actor applies to a registered ``invocation`` (one whose `timeout_ms`
+    is not a positive integer was refused at registration: the default here)."""
+    raw = invocation.get("timeout_ms") if isinstance(invocation, dict) else None
+    if isinstance(raw, bool) or not isinstance(raw, int) or raw <= 0:
+        return DEFAULT_TIMEOUT_MS
+    return min(raw, MAX_TIMEOUT_MS)

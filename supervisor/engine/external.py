@@ -20,6 +20,13 @@ starts beside the workers and may restart. So when config.yaml lists ``iii-http-
 whose validation the actor's departure cut short); when it is not listed and no actor is
 connected, the registration is dropped with the log line "HTTP functions module not loaded",
 as upstream.
+
+Nothing waits on the actor without a bound. A call ends within the function's request
+timeout (``timeout_ms``, 30 s by default, capped at 60 s, as the actor applies it) plus
+``ANSWER_GRACE``, whatever the actor does: waiting for the validation and for the actor's
+answer both count, and past it the caller gets ``http_request_failed`` saying the actor did
+not answer. A validation the actor does not answer within ``VALIDATION_WAIT`` refuses the
+registration.
 """
 
 from __future__ import annotations
@@ -31,10 +38,14 @@ import attrs
 import structlog
 import trio
 
-from manifests.blocks.http_functions import INVOKE_FUNCTION_ID, REGISTER_FUNCTION_ID
+from manifests.blocks.http_functions import (
+    INVOKE_FUNCTION_ID,
+    REGISTER_FUNCTION_ID,
+    request_timeout_ms,
+)
 from supervisor.engine.acks import acknowledge
 from supervisor.engine.descriptor import read_descriptor
-from supervisor.engine.errors import DEFAULT, InvocationFailed
+from supervisor.engine.errors import DEFAULT, InvocationFailed, error
 from supervisor.engine.functions import FunctionEntry
 from transport import messages as m
 
@@ -49,8 +60,11 @@ __all__ = ["ExternalFunctions", "ExternalHost"]
 log = structlog.get_logger(__name__)
 
 NOT_LOADED = "HTTP functions module not loaded"
-# The actor caps a request at 60 s; its answer not arriving well after that is a lost call.
-ANSWER_WAIT = 75.0
+# The actor answers a timed-out request itself (http_request_failed, "timed out after N ms")
+# at the function's timeout; this is how long that answer has to reach the engine after it.
+ANSWER_GRACE = 2.0
+# A validation is a URL check and a DNS lookup: an actor silent this long has lost it.
+VALIDATION_WAIT = 30.0
 
 
 class ExternalHost(Protocol):
@@ -70,6 +84,8 @@ class ExternalHost(Protocol):
         namespace: str = ...,
         metadata: Any = ...,
         on_done: Outcome | None = ...,
+        timeout: float | None = ...,
+        expiry: m.ErrorBody | None = ...,
     ) -> None: ...
 
 
@@ -187,7 +203,16 @@ class ExternalFunctions:
         def answered(result: Any, err: m.ErrorBody | None) -> None:
             self._answered(claim, err)
 
-        self.bus.internal_invoke(REGISTER_FUNCTION_ID, payload, on_done=answered)
+        ms = int(VALIDATION_WAIT * 1000)
+        self.bus.internal_invoke(
+            REGISTER_FUNCTION_ID,
+            payload,
+            on_done=answered,
+            timeout=VALIDATION_WAIT,
+            expiry=error(
+                "http_request_failed", f"iii-http-functions did not answer within {ms} ms"
+            ),
+        )
 
     def _answered(self, claim: _Claim, err: m.ErrorBody | None) -> None:
         key, conn, msg = claim.key, claim.conn, claim.msg
@@ -232,15 +257,18 @@ class ExternalFunctions:
         msg = claim.msg
         function_id, namespace, invocation = msg.id, claim.key[0], msg.invocation
 
+        budget_ms = request_timeout_ms(invocation) + int(ANSWER_GRACE * 1000)
+
         async def call(_ctx: Any, data: Any) -> Any:
+            deadline = trio.current_time() + budget_ms / 1000
             if not claim.settled.is_set():
-                with trio.move_on_after(ANSWER_WAIT):
+                with trio.move_on_at(deadline):
                     await claim.settled.wait()
                 if not claim.settled.is_set():
                     raise InvocationFailed(
                         "http_request_failed",
                         f"Cannot call {function_id}: its registration was not validated within "
-                        f"{ANSWER_WAIT:g} s (is iii-http-functions running?)",
+                        f"{budget_ms} ms (is iii-http-functions running?)",
                     )
             if claim.refusal is not None or not self._current(claim):
                 reason = (
@@ -250,12 +278,22 @@ class ExternalFunctions:
                     "function_not_found",
                     f"Function {function_id} not found in namespace {namespace}{reason}",
                 )
-            return await self.call(function_id, namespace, invocation, data)
+            left = deadline - trio.current_time()
+            return await self.call(function_id, namespace, invocation, data, left, budget_ms)
 
         return call
 
-    async def call(self, function_id: str, namespace: str, invocation: Any, data: Any) -> Any:
-        """One call of an external function, made by the actor; its error is the call's."""
+    async def call(
+        self,
+        function_id: str,
+        namespace: str,
+        invocation: Any,
+        data: Any,
+        wait: float,
+        budget_ms: int,
+    ) -> Any:
+        """One call of an external function, made by the actor; its error is the call's.
+        The actor's answer is awaited ``wait`` seconds (what is left of ``budget_ms``)."""
         if (DEFAULT, INVOKE_FUNCTION_ID) not in self.bus.functions:
             raise InvocationFailed(
                 "http_request_failed",
@@ -274,15 +312,21 @@ class ExternalFunctions:
             "invocation": invocation,
             "data": data,
         }
-        self.bus.internal_invoke(INVOKE_FUNCTION_ID, payload, on_done=finished)
-        with trio.move_on_after(ANSWER_WAIT):
+        silent = error(
+            "http_request_failed",
+            f"Cannot call {function_id}: iii-http-functions did not answer within {budget_ms} ms "
+            f"(its timeout_ms plus {int(ANSWER_GRACE * 1000)} ms)",
+        )
+        if wait <= 0:
+            raise InvocationFailed(silent.code, silent.message)
+        # The bus ends the actor's call at that point (nothing stays in flight); the local
+        # bound covers a bus whose timers are not driven (the unit tests' fake clock).
+        self.bus.internal_invoke(
+            INVOKE_FUNCTION_ID, payload, on_done=finished, timeout=wait, expiry=silent
+        )
+        with trio.move_on_after(wait):
             await done.wait()
-        if not outcome:
-            raise InvocationFailed(
-                "http_request_failed",
-                f"Cannot call {function_id}: iii-http-functions did not answer in {ANSWER_WAIT:g} s",
-            )
-        result, err = outcome[0]
+        result, err = outcome[0] if outcome else (None, silent)
         if err is not None:
             raise InvocationFailed(err.code, err.message)
         return result

@@ -74,6 +74,8 @@ class RegistrarHost(Protocol):
         namespace: str = ...,
         metadata: Any = ...,
         on_done: Outcome | None = ...,
+        timeout: float | None = ...,
+        expiry: m.ErrorBody | None = ...,
     ) -> None: ...
 
 

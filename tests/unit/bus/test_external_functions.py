@@ -313,3 +313,70 @@ def test_a_removed_http_function_never_comes_back_as_a_shadowed_built_in(bus: Bu
     other.register("billing::charge")
     other.leave()
     assert "billing::charge" not in ids(bus)
+
+
+async def test_an_actor_that_never_answers_a_call_fails_it_within_its_timeout(
+    bus: Bus, autojump_clock: trio.testing.MockClock
+) -> None:
+    """timeout_ms plus 2 s, not 75 s: the caller gets http_request_failed naming the actor,
+    and the bus holds nothing of the call afterwards."""
+    async with trio.open_nursery() as nursery:
+        bus.spawn = nursery.start_soon
+        actor = Actor(bus)
+        actor.up()
+        owner = Worker(bus, "billing")
+        owner.register("billing::slow", invocation={**INVOCATION, "timeout_ms": 1500})
+        actor.answer(actor.requests()[0], {})
+        caller = Worker(bus, "shop")
+        inv = caller.call("billing::slow", {})
+        await trio.testing.wait_all_tasks_blocked()
+        assert [r.function_id for r in actor.requests()] == [INVOKE_FUNCTION_ID]  # unanswered
+        await trio.sleep(3.4)
+        assert caller.of(m.InvocationResult) == []
+        await trio.sleep(0.2)
+        (failed,) = caller.of(m.InvocationResult)
+        assert failed.invocation_id == inv
+        assert failed.error == m.ErrorBody(
+            "http_request_failed",
+            "Cannot call billing::slow: iii-http-functions did not answer within 3500 ms "
+            "(its timeout_ms plus 2000 ms)",
+        )
+        bus.expire(bus.clock() + 3600)  # the fake bus clock: whatever it holds is overdue
+        assert len(bus.table) == 0 and actor.conn.calls_in == set()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_call_waiting_for_a_validation_that_never_comes_is_bounded_too(
+    bus: Bus, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        bus.spawn = nursery.start_soon
+        bus.registrar.external.expected = True  # the actor is not up: the validation waits
+        owner = Worker(bus, "billing")
+        owner.register("billing::charge", invocation=INVOCATION)  # default timeout: 30 s
+        caller = Worker(bus, "shop")
+        caller.call("billing::charge", {})
+        await trio.sleep(31.9)
+        assert caller.of(m.InvocationResult) == []
+        await trio.sleep(0.2)
+        (failed,) = caller.of(m.InvocationResult)
+        assert failed.error == m.ErrorBody(
+            "http_request_failed",
+            "Cannot call billing::charge: its registration was not validated within 32000 ms "
+            "(is iii-http-functions running?)",
+        )
+        nursery.cancel_scope.cancel()
+
+
+def test_an_unanswered_validation_refuses_the_registration_after_30_s(bus: Bus) -> None:
+    actor = Actor(bus)
+    actor.up()
+    owner = Worker(bus, "billing")
+    owner.register("billing::charge", invocation=INVOCATION)
+    (request,) = actor.requests()
+    assert bus.expire(bus.clock() + 29.9) == 0
+    assert "billing::charge" in ids(bus)
+    assert bus.expire(bus.clock() + 30.0) == 1
+    assert "billing::charge" not in ids(bus)
+    actor.answer(request, {})  # too late: nothing comes back
+    assert "billing::charge" not in ids(bus)
