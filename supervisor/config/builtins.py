@@ -63,6 +63,8 @@ class Builtin(UpstreamWorker):
     mandatory: bool = False  # run even when config.yaml does not list it
     # §1.6: its settings are also held by the configuration worker, seeded from config.yaml.
     in_configuration: bool = False
+    # At most one entry: a second would serve the same function ids with other settings.
+    single: bool = False
 
     def load_manifest(self) -> Manifest:
         if self.manifest is None:
@@ -137,6 +139,7 @@ BUILTINS: tuple[Builtin, ...] = (
         manifest="iii-http-functions",
         block=http_functions.HttpFunctionsBlock,
         defaults=http_functions.DEFAULTS,
+        single=True,  # its two functions have one owner; which entry's security would win?
     ),
     Builtin(
         "configuration",

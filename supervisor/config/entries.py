@@ -50,8 +50,9 @@ def entries(
     """Every entry that will run, in file order.
 
     A built-in named twice runs twice, as upstream allows (several listeners, say): the second
-    is ``name#1``. A user worker's name must be unique, since ``status``, ``logs`` and
-    ``restart`` address workers by it; a second instance says so explicitly (``api#2``).
+    is ``name#1``, except a ``single`` built-in (``iii-http-functions``), which may be listed
+    once. A user worker's name must be unique, since ``status``, ``logs`` and ``restart``
+    address workers by it; a second instance says so explicitly (``api#2``).
     """
     seen: dict[str, int] = {}
     first_at: dict[str, str] = {}
@@ -70,6 +71,20 @@ def entries(
                 f"write '{base}#2' to run a second instance",
             )
             continue
+        builtin = builtin_worker(base)
+        if builtin is not None and builtin.single:
+            kind = builtin.name  # iii-http-functions and iii-http-functions#2 are one kind
+            if kind in first_at:
+                c.error(
+                    src,
+                    (section, index),
+                    f"{section}[{index}].name",
+                    f"{kind} is already configured by {first_at[kind]}: it may be listed "
+                    f"once (one actor owns its functions, so a second entry's settings would "
+                    f"never apply). Merge the two entries' security settings into one",
+                )
+                continue
+            first_at[kind] = _where(src, section, index)
         first_at.setdefault(base, f"{section}[{index}]")
         name = base if count == 0 else f"{base}#{count}"
         errors_before = len(c.errors)
@@ -79,6 +94,11 @@ def entries(
         else:
             c.skipped[name] = len(c.errors) > errors_before
     return pending
+
+
+def _where(src: Source, section: str, index: int) -> str:
+    line = src.doc.line_of((section, index))
+    return f"{section}[{index}]" + (f" (line {line})" if line is not None else "")
 
 
 def _entry(

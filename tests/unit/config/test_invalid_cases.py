@@ -216,3 +216,57 @@ workers:
     )
     report = check_config(path)
     assert report.valid, report.errors
+
+
+def test_iii_http_functions_listed_twice_is_an_error_naming_both_entries(write: Write) -> None:
+    """One actor owns iii-http-functions::register/::invoke: a second entry would start a
+    second actor whose functions conflict and whose security settings would never apply."""
+    path = write(
+        "config.yaml",
+        """
+workers:
+  - name: iii-http-functions
+    config:
+      security: {url_allowlist: [localhost]}
+  - name: iii-state
+  - name: iii-http-functions
+    config:
+      security: {require_https: false}
+""",
+    )
+    text = report_of(path)
+    assert (
+        "config.yaml:6: workers[2].name: iii-http-functions is already configured by "
+        "workers[0] (line 2): it may be listed once"
+    ) in text
+    assert "Merge the two entries' security settings into one" in text
+    report = check_config(path)
+    assert not report.valid and len(report.errors) == 1
+
+
+def test_a_second_iii_http_functions_under_an_instance_name_is_refused_too(write: Write) -> None:
+    path = write(
+        "config.yaml",
+        """
+workers:
+  - name: iii-http-functions
+  - name: iii-http-functions#2
+""",
+    )
+    assert "workers[1].name: iii-http-functions is already configured by workers[0]" in (
+        report_of(path)
+    )
+
+
+def test_other_built_ins_listed_twice_still_run_twice(write: Write) -> None:
+    path = write(
+        "config.yaml",
+        """
+workers:
+  - name: iii-worker-manager
+    config: {port: 49134}
+  - name: iii-worker-manager
+    config: {port: 49135}
+""",
+    )
+    assert check_config(path).valid
