@@ -105,3 +105,29 @@ def test_an_invalid_allowlist_glob_stops_the_config_with_its_place(tmp_path: Pat
         "config.yaml:5: workers[0] (iii-http-functions): security.url_allowlist[1]: "
         "invalid pattern '[bad': unclosed `[`"
     ) in done.stdout + done.stderr
+
+
+def test_a_second_iii_http_functions_entry_stops_up_with_both_places(tmp_path: Path) -> None:
+    """Two entries would start two actors, the second's functions refused by the first's
+    lease and its security never applied: ``up`` refuses the config before starting."""
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "workers:\n"
+        "  - name: iii-http-functions\n"
+        "    config: {security: {url_allowlist: [localhost]}}\n"
+        "  - name: iii-http-functions\n"
+        "    config: {security: {require_https: false}}\n"
+    )
+    done = subprocess.run(
+        [str(BIN / "iii-supervisor"), "up", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(REPO), "III_SUPERVISOR_STATE_DIR": str(tmp_path)},
+        cwd=tmp_path,
+    )
+    assert done.returncode == 78
+    assert (
+        "config.yaml:4: workers[1].name: iii-http-functions is already configured by "
+        "workers[0] (line 2): it may be listed once"
+    ) in done.stdout + done.stderr
