@@ -161,6 +161,7 @@ class BusClient:
         self._connected = False
         self._registrations = 0
         self._last_registration = 0.0
+        self._announce_early = False
         self._nursery: trio.Nursery | None = None
         self.registered = trio.Event()
 
@@ -283,10 +284,17 @@ class BusClient:
         except RuntimeError:  # registered before trio.run: nothing to time
             pass
 
+    def announce_early(self) -> None:
+        """Announce (and start reading replies) without waiting for registrations: for an
+        actor that must call the bus before it knows what to register (iii-observability reads
+        its stored settings first). Its registrations follow as they are made."""
+        self._announce_early = True
+
     async def _registrations_settled(self) -> None:
         """Return once the actor has registered something and then been quiet briefly."""
         while not (  # noqa: ASYNC110 - a quiet period is a matter of time, not an event
-            self._registrations
+            self._announce_early
+            or self._registrations
             and trio.current_time() - self._last_registration >= REGISTRATION_QUIET
         ):
             await trio.sleep(REGISTRATION_QUIET / 2)

@@ -45,7 +45,9 @@ BOOT_READ_TIMEOUT = 2.0  # how long the start waits for the configuration worker
 async def _stored_block(ctx: ActorContext[ObservabilityBlock]) -> ObservabilityBlock | None:
     """The configuration worker's value, read before anything is built (§10.1: restart-tier
     edits made at runtime apply at the next start); None when it has none or is not there
-    within ``BOOT_READ_TIMEOUT`` (the adoption catches up later, live fields only)."""
+    within ``BOOT_READ_TIMEOUT`` (the adoption catches up later, live fields only). The client
+    announces before anything is registered, or no reply would be read before the announce."""
+    ctx.client.announce_early()
     with trio.move_on_after(BOOT_READ_TIMEOUT):
         while True:
             try:
@@ -56,6 +58,9 @@ async def _stored_block(ctx: ActorContext[ObservabilityBlock]) -> ObservabilityB
                 if exc.code == "function_not_found":  # the configuration worker is starting
                     await trio.sleep(0.1)
                     continue
+                if exc.code == "NOT_FOUND":  # nothing stored yet: the first boot
+                    return None
+                log.warning("stored settings unreadable at start", code=exc.code, error=exc.message)
                 return None
             value = result.get("value") if isinstance(result, dict) else None
             if value is None:
@@ -67,6 +72,7 @@ async def _stored_block(ctx: ActorContext[ObservabilityBlock]) -> ObservabilityB
                     "stored iii-observability value rejected; using config.yaml", error=str(exc)
                 )
                 return None
+    log.warning("stored settings not read at start: the configuration worker did not answer")
     return None
 
 

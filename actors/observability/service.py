@@ -295,7 +295,7 @@ class ObservabilityService:
                     self.client.invoke_void(binding.function_id, record, metadata=binding.metadata)
 
     def _log_fn(self, level: str) -> Any:
-        console = getattr(worker_log, _CONSOLE.get(level, level))
+        method = _CONSOLE.get(level, level)  # looked up per call: ``level`` may change
 
         async def log_fn(data: Any, ctx: InvocationContext) -> None:
             if self.logs is None:
@@ -304,7 +304,7 @@ class ObservabilityService:
             now = now_ns()
             record = log_record(level, data, now_ns=now)
             if self.settings.logs_console_output:
-                console(
+                getattr(worker_log, method)(
                     record["body"],
                     service_name=record["service_name"],
                     **({"data": data["data"]} if "data" in data else {}),

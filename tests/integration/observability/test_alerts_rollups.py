@@ -8,6 +8,8 @@ One engine for the module, with two rules configured in config.yaml.
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import time
 from collections.abc import Iterator
@@ -169,34 +171,60 @@ def test_rollups_at_three_levels_from_sdk_metrics_and_red_figures(
     assert {"rollups", "histogram_rollups", "level", "source", "timestamp"} <= set(everything)
 
 
+def _set(client: Any, value: dict[str, Any]) -> None:
+    call(client, "configuration::set", {"id": "iii-observability", "value": value})
+
+
+BASE = {"enabled": True, "exporter": "memory", "metrics_enabled": True}
+
+
 def test_configuration_set_applies_alerts_and_log_settings_live(
     engine: EngineProcess, client: Any
 ) -> None:
-    base = {"enabled": True, "exporter": "memory", "metrics_enabled": True}
     rule = {"name": "swapped", "metric": "iii.invocations.total", "threshold": 0}
-    value = {**base, "alerts": [rule], "logs_console_output": False, "service_name": "later"}
     try:
-        call(client, "configuration::set", {"id": "iii-observability", "value": value})
+        _set(client, {**BASE, "alerts": [rule], "level": "error"})  # swap tier
         wait_for(lambda: list(states(client)) == ["swapped"], timeout=15, interval=0.2)
-        call(client, "engine::log::info", {"message": "quiet-line-4711"})
-        stored = call(client, "engine::logs::list", {"severity_text": "info"})["logs"]
-        assert "quiet-line-4711" in [r["body"] for r in stored]  # stored, but not echoed
-        text = engine.log_text()
-        assert "quiet-line-4711" not in text
-        assert "apply at the next start" in text and "service_name" in text
-        call(
-            client,
-            "configuration::set",
-            {"id": "iii-observability", "value": {**value, "logs_sampling_ratio": 0.0}},
-        )
+        call(client, "engine::log::warn", {"message": "below-level-4711"})
+        call(client, "engine::log::error", {"message": "at-level-4711"})
+        wait_for(lambda: "at-level-4711" in engine.log_text(), timeout=10)
+        assert "below-level-4711" not in engine.log_text()  # filtered from the console only
+        stored = [r["body"] for r in call(client, "engine::logs::list", {})["logs"]]
+        assert {"below-level-4711", "at-level-4711"} <= set(stored)
+
+        value = {**BASE, "alerts": [rule], "logs_console_output": False, "service_name": "later"}
+        _set(client, value)  # live tier, and a restart-tier field
+        wait_for(lambda: "apply at the next start" in engine.log_text(), timeout=15)
+        call(client, "engine::log::error", {"message": "quiet-line-4711"})
+        stored = [r["body"] for r in call(client, "engine::logs::list", {})["logs"]]
+        assert "quiet-line-4711" in stored  # stored, but not echoed
+        assert "quiet-line-4711" not in engine.log_text()
+        health = call(client, "engine::health::check", {})
+        assert health["components"]["otel"]["details"]["service_name"] == "iii"  # not yet
+        _set(client, {**value, "logs_sampling_ratio": 0.0})
         wait_for(lambda: _dropped(client), timeout=15, interval=0.2)
     finally:
-        call(
-            client,
-            "configuration::set",
-            {"id": "iii-observability", "value": {**base, "alerts": RULES}},
-        )
+        _set(client, {**BASE, "alerts": RULES})
         wait_for(lambda: list(states(client)) == ["errors", "depth"], timeout=15, interval=0.2)
+
+
+def test_a_restart_tier_change_applies_when_the_actor_starts_again(client: Any) -> None:
+    def service_name() -> Any:
+        try:
+            health = call(client, "engine::health::check", {}, timeout_ms=2000)
+        except Exception:
+            return None
+        return health["components"]["otel"]["details"]["service_name"]
+
+    _set(client, {**BASE, "alerts": RULES, "service_name": "after-restart"})
+    assert service_name() == "iii"
+    pid = call(client, "engine::workers::info", {"name": "iii-observability"})["worker"]["pid"]
+    os.kill(pid, signal.SIGKILL)  # the supervisor starts it again; it reads the stored value
+    wait_for(lambda: service_name() == "after-restart", timeout=30, interval=0.3)
+    assert [r["name"] for r in call(client, "engine::alerts::list", {})["rules"]] == [
+        "errors",
+        "depth",
+    ]
 
 
 def _dropped(client: Any) -> bool:

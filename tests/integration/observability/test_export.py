@@ -137,3 +137,53 @@ def test_with_the_collector_down_the_engine_serves_and_stops_normally(
         began = time.monotonic()
         assert engine.stop() == 0
         assert time.monotonic() - began < 10
+
+
+def _log_batches(received: Received) -> list[list[str]]:
+    with received.lock:
+        return [
+            [lr.body.string_value for rl in r.resource_logs for sl in rl.scope_logs
+             for lr in sl.log_records]
+            for r in received.requests["logs"]
+        ]  # fmt: skip
+
+
+def test_logs_batch_size_and_flush_interval_shape_the_log_export(tmp_path: Path) -> None:
+    """Logs go out in batches of ``logs_batch_size`` when a batch is full, else after
+    ``logs_flush_interval_ms``; both change at runtime with configuration::set (rebuild tier)."""
+    port = free_port()
+    received = Received()
+    block = {
+        "enabled": True,
+        "exporter": "memory",
+        "endpoint": f"http://127.0.0.1:{port}",
+        "logs_exporter": "otlp",
+        "logs_console_output": False,
+        "logs_batch_size": 3,
+        "logs_flush_interval_ms": 3_600_000,
+    }
+    config = {"workers": [{"name": "iii-observability", "config": block}]}
+    with HttpReceiver(received, port):
+        engine = EngineProcess(
+            config, tmp_path, env={"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}
+        )
+        engine.start()
+        client = sdk_client(engine.url)
+        try:
+            wait_ready(client)
+            for i in range(2):
+                call(client, "engine::log::info", {"message": f"held {i}"})
+            time.sleep(2.0)  # several flush ticks: an unfilled batch waits for the interval
+            assert _log_batches(received) == []
+            call(client, "engine::log::info", {"message": "held 2"})
+            wait_for(lambda: _log_batches(received), timeout=10)
+            assert _log_batches(received) == [["held 0", "held 1", "held 2"]]
+            changed = {**block, "logs_batch_size": 100, "logs_flush_interval_ms": 200}
+            call(client, "configuration::set", {"id": "iii-observability", "value": changed})
+            wait_for(lambda: "logs_flush_interval_ms" in engine.log_text(), timeout=15)
+            call(client, "engine::log::info", {"message": "alone"})
+            wait_for(lambda: len(_log_batches(received)) == 2, timeout=10)
+            assert _log_batches(received)[1] == ["alone"]  # the interval, not a full batch
+        finally:
+            client.shutdown()
+            assert engine.stop() == 0
