@@ -10,7 +10,7 @@ SDK025_VENV := .venv-sdk025
 SDK025_STAMP := $(SDK025_VENV)/.installed
 SDK025_PIN := iii-sdk==0.25.0
 
-.PHONY: up test typecheck bench lint fmt services deploy-tools clean
+.PHONY: up test typecheck bench sdk-suite lint fmt services deploy-tools clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ typecheck: $(TEST_STAMP)
 
 bench: $(TEST_STAMP) $(SDK025_STAMP) services
 	$(BIN)/python -m tests.perf.run_all
+
+# The official SDK's own tests (fetched from PyPI at run time, run outside the tree).
+sdk-suite: $(TEST_STAMP) services
+	$(BIN)/python -m tests.compat.official_suite $(ARGS)
 
 lint: $(TEST_STAMP)
 	$(BIN)/ruff check .

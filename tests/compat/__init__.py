@@ -1,0 +1,1 @@
+"""Compatibility runs against suites that live outside this repository."""
