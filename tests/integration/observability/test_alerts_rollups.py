@@ -8,11 +8,14 @@ One engine for the module, with two rules configured in config.yaml.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +32,13 @@ from tests.support import (
     EngineProcess,
     WorkerProcess,
     engine_fixture,
+    free_port,
     require_sdk025,
     sdk_client,
     wait_for,
 )
 
+WEBHOOK_PORT = free_port()
 RULES = [
     {
         "name": "errors",
@@ -51,11 +56,52 @@ RULES = [
         "window_seconds": 120,
         "cooldown_seconds": 1,
     },
+    {
+        "name": "depth-hook",
+        "metric": "test.queue.depth",
+        "threshold": 50,
+        "operator": "greaterthan",
+        "window_seconds": 120,
+        "cooldown_seconds": 3600,
+        "action": {"type": "webhook", "url": f"http://127.0.0.1:{WEBHOOK_PORT}/alerts"},
+    },
 ]
+NAMES = ["errors", "depth", "depth-hook"]
+
+
+class Hooks:
+    """A local HTTP endpoint that keeps the JSON bodies POSTed to it."""
+
+    def __init__(self, port: int) -> None:
+        self.bodies: list[Any] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server name
+                raw = self.rfile.read(int(self.headers.get("content-length") or 0))
+                outer.bodies.append((self.path, json.loads(raw)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EngineProcess]:
+def hooks() -> Iterator[Hooks]:
+    h = Hooks(WEBHOOK_PORT)
+    try:
+        yield h
+    finally:
+        h.server.shutdown()
+        h.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory, hooks: Hooks) -> Iterator[EngineProcess]:
     block = {"enabled": True, "exporter": "memory", "metrics_enabled": True, "alerts": RULES}
     config = {"workers": [{"name": "iii-observability", "config": block}]}
     yield from engine_fixture(tmp_path_factory.mktemp("alerts"), config)
@@ -78,7 +124,7 @@ def states(client: Any) -> dict[str, dict[str, Any]]:
 def test_alerts_list_shows_the_configured_rules_and_their_states(client: Any) -> None:
     out = call(client, "engine::alerts::list", {})
     assert set(out) >= {"alerts", "rules", "firing_count", "timestamp"}
-    assert [r["name"] for r in out["rules"]] == ["errors", "depth"]
+    assert [r["name"] for r in out["rules"]] == NAMES
     assert out["rules"][0]["operator"] == "greaterthanorequal"  # the symbol, by its name
     assert out["rules"][1]["action"] == {"type": "log"}
     for row in out["alerts"]:
@@ -111,8 +157,8 @@ def test_failed_calls_fire_the_error_rule_once_within_its_cooldown(client: Any) 
     assert "errors" not in {a["name"] for a in again["triggered_alerts"]}  # the cooldown
 
 
-def test_an_sdk_gauge_fires_and_then_resolves_with_log_records(
-    engine: EngineProcess, client: Any
+def test_an_sdk_gauge_fires_and_then_resolves_with_log_records_and_webhooks(
+    engine: EngineProcess, client: Any, hooks: Hooks
 ) -> None:
     with telemetry_socket(engine.url) as ws:
         ws.send(frame(b"MTRC", metrics_body("test.queue.depth", 80.0)))
@@ -137,6 +183,12 @@ def test_an_sdk_gauge_fires_and_then_resolves_with_log_records(
     assert any(b.startswith("alert depth firing") for b in bodies), bodies
     assert any(b.startswith("alert depth resolved") for b in bodies), bodies
     assert "alert depth firing" in engine.log_text()
+    wait_for(lambda: len(hooks.bodies) >= 2, timeout=10)
+    assert [(path, b["name"], b["status"]) for path, b in hooks.bodies] == [
+        ("/alerts", "depth-hook", "firing"),
+        ("/alerts", "depth-hook", "resolved"),
+    ]
+    assert hooks.bodies[0][1]["value"] == 80.0 and hooks.bodies[0][1]["threshold"] == 50
 
 
 def test_rules_are_evaluated_periodically(client: Any) -> None:
@@ -205,7 +257,7 @@ def test_configuration_set_applies_alerts_and_log_settings_live(
         wait_for(lambda: _dropped(client), timeout=15, interval=0.2)
     finally:
         _set(client, {**BASE, "alerts": RULES})
-        wait_for(lambda: list(states(client)) == ["errors", "depth"], timeout=15, interval=0.2)
+        wait_for(lambda: list(states(client)) == NAMES, timeout=15, interval=0.2)
 
 
 def test_a_restart_tier_change_applies_when_the_actor_starts_again(client: Any) -> None:
@@ -221,10 +273,7 @@ def test_a_restart_tier_change_applies_when_the_actor_starts_again(client: Any) 
     pid = call(client, "engine::workers::info", {"name": "iii-observability"})["worker"]["pid"]
     os.kill(pid, signal.SIGKILL)  # the supervisor starts it again; it reads the stored value
     wait_for(lambda: service_name() == "after-restart", timeout=30, interval=0.3)
-    assert [r["name"] for r in call(client, "engine::alerts::list", {})["rules"]] == [
-        "errors",
-        "depth",
-    ]
+    assert [r["name"] for r in call(client, "engine::alerts::list", {})["rules"]] == NAMES
 
 
 def _dropped(client: Any) -> bool:
