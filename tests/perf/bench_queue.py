@@ -2,27 +2,44 @@
 file-based, RabbitMQ) next to Celery and Dramatiq on the same local RabbitMQ.
 
 A run's clock starts before the first enqueue and stops when the consumer has run the last job,
-so the figure (jobs/s) covers producing, brokering and consuming. Setups:
+so the figure (jobs/s) covers producing, brokering and consuming. Beside it, the CPU time per
+job of every process of the setup (engine and its actors, producer, consumer, the benchmark
+itself, and RabbitMQ's node where the row uses it), from ``/proc``: wall figures move with the
+machine's load, CPU per job much less. Setups, each with the producer and the consumer in
+processes of their own:
 
-* iii: ``iii-supervisor up`` with the queue actor; the producer is an SDK client calling
-  ``TriggerAction.Enqueue`` from 8 threads (each call is a round trip: SDK → engine → queue
-  actor → broker, acknowledged once stored — with RabbitMQ, once the broker confirmed it); the
-  consumer is a no-op SDK function in the same process, queue concurrency 50.
-* Celery 5 (``-P threads -c 8``, ``acks_late``) and Dramatiq 2 (1 process, 8 threads), each
-  producing from one thread with its default publisher (no publisher confirms) and a no-op task
-  that counts and writes a marker file at the last job.
+* iii: ``iii-supervisor up`` with the queue actor (queue concurrency 50). The producer is an
+  SDK worker process whose ``bench::produce`` (triggered once, void) enqueues the jobs with
+  ``TriggerAction.Enqueue`` from ``--in-flight`` (default 8) concurrent ``trigger_async`` loops:
+  each enqueue is a round trip (SDK → engine → queue actor → broker) acknowledged once stored —
+  with RabbitMQ, once the broker confirmed it — and a loop sends its next job only then. The
+  consumer is another SDK worker process with an ``async def`` no-op function.
+  ``--sdk-sync`` runs them as the SDK's README writes them instead: 8 threads calling the sync
+  ``trigger``, and a sync no-op (SDK 0.23 starts an OS thread per call of a sync handler).
+* Celery 5 (``-P threads -c 8``, ``acks_late``) and Dramatiq 2 (1 process, 8 threads) workers,
+  with the producer in this process: one thread, each system's default publisher (no publisher
+  confirms, so nothing is waited for), a no-op task that counts and writes a marker file at the
+  last job.
+
+Fairness, as far as it goes: the iii producer waits for an acknowledgement per job and the
+others wait for none, so it keeps 8 enqueues in flight where theirs keep as many as the socket
+buffers take. Before 2026-12-03 the iii producer ran 8 threads of sync calls in this process;
+the ``--sdk-sync`` rows keep that producer's shape (in its own process now).
 
 RabbitMQ runs use a vhost of their own, deleted afterwards. ``python -m tests.perf.bench_queue
-[N] [ROUNDS]`` (default 20,000 jobs, 1 round; with more rounds every row runs once per round,
-interleaved, and the table gives medians). ``BENCH_QUEUE_BASELINE=<checkout>`` runs the iii rows
-a second time with that checkout's engine and actor (before/after in one run). A system whose
-package or broker is missing is reported and skipped. The table gives each row ÷ Celery and
-÷ Dramatiq and, per iii row, whether the targets (faster than Celery, within 1.5× of Dramatiq)
-are met.
+[N] [ROUNDS] [--only WORD,...] [--in-flight K] [--sdk-sync]`` (default 20,000 jobs, 1 round;
+with more rounds every row runs once per round, interleaved, and the table gives medians;
+``--only builtin`` runs the rows whose label holds one of the words: ``builtin``, ``file``,
+``memory``, ``rabbitmq``, ``iii``, ``celery``, ``dramatiq``). ``BENCH_QUEUE_BASELINE=<checkout>``
+runs the iii rows a second time with that checkout's engine and actor (before/after in one run).
+A system whose package or broker is missing is reported and skipped. The table gives each row
+÷ Celery and ÷ Dramatiq and, per iii row, whether the targets (faster than Celery, within 1.5×
+of Dramatiq) are met — when those rows ran.
 """
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import shutil
@@ -35,20 +52,73 @@ import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from tests.support import BIN, REPO, EngineProcess, WorkerProcess, port_open, sdk_client, wait_for
 
-JOBS = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
-ROUNDS = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+JOBS = 20_000
+ROUNDS = 1
+IN_FLIGHT = 8  # the iii producer's enqueues awaiting their acknowledgement at any time
+SDK_SYNC = False  # --sdk-sync: sync producer threads and a sync handler, as the SDK README
 # Another checkout (an older revision) whose engine and actor run the same iii rows again, in
 # the same run, marked "[baseline]": before and after side by side.
 BASELINE = os.environ.get("BENCH_QUEUE_BASELINE")
-PRODUCERS = 8
 TIMEOUT = 600.0
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes so far (gone ones count 0)."""
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / TICK
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (the engine's actors and their keepers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def rabbitmq_pids() -> list[int]:
+    """The local RabbitMQ node (beam.smp) and its helpers: they work for the RabbitMQ rows."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmd = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"beam.smp" in cmd and b"rabbit" in cmd:
+                pids.append(int(entry.name))
+    return pids
+
+
+class Measured:
+    """One run's wall time and the CPU time its processes spent."""
+
+    def __init__(self, seconds: float, cpu: float) -> None:
+        self.seconds = seconds
+        self.cpu = cpu
 
 
 @contextmanager
@@ -82,18 +152,69 @@ client = register_worker(
     os.environ["III_URL"], InitOptions(worker_name="bench-consumer", otel={"enabled": False})
 )
 
-def noop(data):
+def count():
     with lock:
         seen[0] += 1
         if seen[0] == N:
             open(MARK, "w").close()
 
+if os.environ.get("BENCH_SDK_SYNC"):
+    def noop(data):  # the SDK runs it on a thread of its own, one per call
+        count()
+else:
+    async def noop(data):
+        count()
+
 client.register_function("bench::noop", noop)
 threading.Event().wait()
 """
 
+III_PRODUCER = """
+import asyncio, os, threading, traceback
+from iii import InitOptions, TriggerAction, register_worker
+FAILED = os.environ["BENCH_FAILED"]
+client = register_worker(
+    os.environ["III_URL"], InitOptions(worker_name="bench-producer", otel={"enabled": False})
+)
 
-def bench_iii(block: dict[str, Any], tmp: Path, tree: str | None = None) -> float:
+def job(n):
+    return {"function_id": "bench::noop", "payload": {"n": n},
+            "action": TriggerAction.Enqueue(queue="bench")}
+
+def failed():
+    with open(FAILED, "w") as fh:
+        fh.write(traceback.format_exc())
+
+if os.environ.get("BENCH_SDK_SYNC"):
+    def produce(data):  # 8 threads of sync calls, as the SDK README calls trigger
+        jobs, lanes = data["jobs"], 8
+        def lane(start):
+            try:
+                for n in range(start, jobs, lanes):
+                    client.trigger(job(n))
+            except Exception:
+                failed()
+        for start in range(lanes):
+            threading.Thread(target=lane, args=(start,), daemon=True).start()
+else:
+    async def produce(data):
+        jobs, lanes = data["jobs"], data["in_flight"]
+        async def lane(start):
+            for n in range(start, jobs, lanes):
+                await client.trigger_async(job(n))
+        try:
+            await asyncio.gather(*(lane(start) for start in range(lanes)))
+        except Exception:
+            failed()
+
+client.register_function("bench::produce", produce)
+threading.Event().wait()
+"""
+
+
+def bench_iii(
+    block: dict[str, Any], tmp: Path, tree: str | None = None, rabbit: bool = False
+) -> Measured:
     from iii import TriggerAction
 
     engine = EngineProcess({"workers": [{"name": "iii-queue", "config": block}]}, tmp)
@@ -102,9 +223,19 @@ def bench_iii(block: dict[str, Any], tmp: Path, tree: str | None = None) -> floa
         engine.env["PYTHONPATH"] = tree
     engine.start()
     client = sdk_client(engine.url, "bench-queue")
-    mark = tmp / "done"
+    mark, failed = tmp / "done", tmp / "failed"
+    sync = {"BENCH_SDK_SYNC": "1"} if SDK_SYNC else {}
     consumer = WorkerProcess(
-        III_CONSUMER, tmp, engine.url, "consumer", BENCH_JOBS=str(JOBS), BENCH_MARK=str(mark)
+        III_CONSUMER,
+        tmp,
+        engine.url,
+        "consumer",
+        BENCH_JOBS=str(JOBS),
+        BENCH_MARK=str(mark),
+        **sync,
+    )
+    producer = WorkerProcess(
+        III_PRODUCER, tmp, engine.url, "producer", BENCH_FAILED=str(failed), **sync
     )
     try:
         listed = lambda: {  # noqa: E731
@@ -113,25 +244,28 @@ def bench_iii(block: dict[str, Any], tmp: Path, tree: str | None = None) -> floa
                 "functions"
             ]
         }
-        wait_for(lambda: "engine::queue::enqueue" in listed(), 30.0, 0.1)
-        wait_for(lambda: "bench::noop" in listed(), 30.0, 0.1)
-
-        def produce(start: int) -> None:
-            for n in range(start, JOBS, PRODUCERS):
-                client.trigger(
-                    {
-                        "function_id": "bench::noop",
-                        "payload": {"n": n},
-                        "action": TriggerAction.Enqueue(queue="bench"),
-                    }
-                )
-
+        wanted = {"engine::queue::enqueue", "bench::noop", "bench::produce"}
+        wait_for(lambda: wanted <= listed(), 30.0, 0.1)
+        assert engine.proc is not None
+        pids = [*process_tree(engine.proc.pid), consumer.proc.pid, producer.proc.pid, os.getpid()]
+        if rabbit:
+            pids += rabbitmq_pids()
+        cpu = cpu_seconds(pids)
         began = time.perf_counter()
-        with ThreadPoolExecutor(PRODUCERS) as pool:
-            list(pool.map(produce, range(PRODUCERS)))
-        wait_for(mark.exists, TIMEOUT, interval=0.005)
-        return time.perf_counter() - began
+        client.trigger(
+            {
+                "function_id": "bench::produce",
+                "payload": {"jobs": JOBS, "in_flight": IN_FLIGHT},
+                "action": TriggerAction.Void(),
+            }
+        )
+        wait_for(lambda: mark.exists() or failed.exists(), TIMEOUT, interval=0.005)
+        seconds = time.perf_counter() - began
+        if failed.exists():
+            raise RuntimeError(f"the producer failed: {failed.read_text()[-400:]}")
+        return Measured(seconds, cpu_seconds(pids) - cpu)
     finally:
+        producer.stop()
         consumer.stop()
         client.shutdown()
         engine.stop()
@@ -179,7 +313,7 @@ def noop(n):
 
 def bench_external(
     name: str, source: str, command: list[str], produce: Callable[[Any], None], broker: str
-) -> float:
+) -> Measured:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     (tmp / "benchapp.py").write_text(textwrap.dedent(source))
     mark = tmp / "done"
@@ -200,10 +334,12 @@ def bench_external(
         benchapp = importlib.import_module("benchapp")  # the producer side of the same app
 
         time.sleep(3.0)  # the worker connects and declares its queue
+        pids = [*process_tree(worker.pid), os.getpid(), *rabbitmq_pids()]
+        cpu = cpu_seconds(pids)
         began = time.perf_counter()
         produce(benchapp)
         wait_for(mark.exists, TIMEOUT, interval=0.005)
-        return time.perf_counter() - began
+        return Measured(time.perf_counter() - began, cpu_seconds(pids) - cpu)
     finally:
         sys.path.remove(str(tmp))
         sys.modules.pop("benchapp", None)
@@ -215,7 +351,7 @@ def bench_external(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_celery(broker: str) -> float:
+def bench_celery(broker: str) -> Measured:
     def produce(app: Any) -> None:
         for n in range(JOBS):
             app.noop.delay(n)
@@ -224,7 +360,7 @@ def bench_celery(broker: str) -> float:
     return bench_external("celery", CELERY_APP, [*command, "-l", "warning"], produce, broker)
 
 
-def bench_dramatiq(broker: str) -> float:
+def bench_dramatiq(broker: str) -> Measured:
     def produce(app: Any) -> None:
         for n in range(JOBS):
             app.noop.send(n)
@@ -244,11 +380,12 @@ def ratio(value: float | str | None, base: float | str | None) -> str:
     return "-"
 
 
-def print_table(results: dict[str, float | str]) -> None:
-    """Each row's jobs/s with its ratio to Celery and to Dramatiq, and whether each iii row
-    meets the targets (faster than Celery, at least Dramatiq's / 1.5)."""
+def print_table(results: dict[str, float | str], cpu: dict[str, float]) -> None:
+    """Each row's jobs/s and CPU per job with its ratio to Celery and to Dramatiq, and whether
+    each iii row meets the targets (faster than Celery, at least Dramatiq's / 1.5)."""
     celery, dramatiq = results.get("celery rabbitmq"), results.get("dramatiq rabbitmq")
-    print(f"\n{'system':36} {'jobs/s':>10} {'/ Celery':>9} {'/ Dramatiq':>11}  targets")
+    head = f"\n{'system':36} {'jobs/s':>10} {'CPU/job':>9} {'/ Celery':>9} {'/ Dramatiq':>11}"
+    print(f"{head}  targets")
     for label, value in results.items():
         if not isinstance(value, float):
             print(f"{label:36} {value}")
@@ -260,50 +397,86 @@ def print_table(results: dict[str, float | str]) -> None:
             verdict = "met" if beats and close else "MISSED"
             verdict += f" (> Celery: {'yes' if beats else 'no'}, "
             verdict += f">= Dramatiq/{DRAMATIQ_SLACK}: {'yes' if close else 'no'})"
+        per_job = f"{cpu[label] * 1e6:,.0f} us" if label in cpu else "-"
         print(
-            f"{label:36} {value:>10,.0f} {ratio(value, celery):>9} "
+            f"{label:36} {value:>10,.0f} {per_job:>9} {ratio(value, celery):>9} "
             f"{ratio(value, dramatiq):>11}  {verdict}"
         )
 
 
-def main() -> int:
+def parse_args(argv: list[str]) -> list[str]:
+    """Set the run's settings from the command line; the ``--only`` words (empty: all rows)."""
+    global JOBS, ROUNDS, IN_FLIGHT, SDK_SYNC
+    parser = argparse.ArgumentParser(prog="python -m tests.perf.bench_queue")
+    parser.add_argument("jobs", nargs="?", type=int, default=JOBS)
+    parser.add_argument("rounds", nargs="?", type=int, default=ROUNDS)
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated words: run only the rows whose label holds one "
+        "(builtin, memory, file, rabbitmq, 'iii rabbitmq', celery, dramatiq, iii)",
+    )
+    parser.add_argument("--in-flight", type=int, default=IN_FLIGHT)
+    parser.add_argument("--sdk-sync", action="store_true")
+    args = parser.parse_args(argv)
+    JOBS, ROUNDS, IN_FLIGHT, SDK_SYNC = args.jobs, args.rounds, args.in_flight, args.sdk_sync
+    return [w.strip() for w in args.only.split(",") if w.strip()]
+
+
+def main(argv: list[str]) -> int:
+    only = parse_args(argv)
     samples: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {}
     failures: dict[str, str] = {}
     rabbit = port_open(5672) and shutil.which("rabbitmqctl") is not None
     trees: list[tuple[str, str | None]] = [("", None)]
     if BASELINE:
         trees.append((" [baseline]", BASELINE))
+    mode = "sync SDK calls, 8 threads" if SDK_SYNC else f"async SDK calls, {IN_FLIGHT} in flight"
+    print(f"{JOBS:,} jobs, {ROUNDS} round(s); iii producer: {mode}", flush=True)
 
-    def run(label: str, fn: Callable[..., float], *args: Any) -> None:
+    def wanted(label: str) -> bool:
+        return not only or any(word in label for word in only)
+
+    def run(label: str, fn: Callable[..., Measured], *args: Any, **kwargs: Any) -> None:
         print(f"{label} ...", flush=True)
         try:
-            seconds = fn(*args)
-            samples.setdefault(label, []).append(JOBS / seconds)
-            print(f"  {JOBS} jobs in {seconds:.2f} s: {JOBS / seconds:,.0f} jobs/s", flush=True)
+            got = fn(*args, **kwargs)
+            samples.setdefault(label, []).append(JOBS / got.seconds)
+            cpu.setdefault(label, []).append(got.cpu / JOBS)
+            print(
+                f"  {JOBS} jobs in {got.seconds:.2f} s: {JOBS / got.seconds:,.0f} jobs/s, "
+                f"CPU {got.cpu / JOBS * 1e6:,.0f} us/job",
+                flush=True,
+            )
         except Exception as exc:  # report and go on: one missing system must not hide the rest
             failures[label] = f"skipped ({type(exc).__name__}: {exc})"
             print(f"  {failures[label]}", flush=True)
 
     def one_round(tmp: Path) -> None:
         for suffix, tree in trees:
-            memory = Path(tempfile.mkdtemp(dir=tmp))
-            memory_block = iii_queue({"name": "builtin"})
-            run(f"iii builtin (in memory){suffix}", bench_iii, memory_block, memory, tree)
-            on_disk = Path(tempfile.mkdtemp(dir=tmp))
-            file_adapter = {
-                "name": "builtin",
-                "config": {"store_method": "file_based", "file_path": str(on_disk / "q")},
-            }
-            file_block = iii_queue(file_adapter)
-            run(f"iii builtin (file_based){suffix}", bench_iii, file_block, on_disk, tree)
-            if rabbit:
+            label = f"iii builtin (in memory){suffix}"
+            if wanted(label):
+                memory = Path(tempfile.mkdtemp(dir=tmp))
+                run(label, bench_iii, iii_queue({"name": "builtin"}), memory, tree)
+            label = f"iii builtin (file_based){suffix}"
+            if wanted(label):
+                on_disk = Path(tempfile.mkdtemp(dir=tmp))
+                file_adapter = {
+                    "name": "builtin",
+                    "config": {"store_method": "file_based", "file_path": str(on_disk / "q")},
+                }
+                run(label, bench_iii, iii_queue(file_adapter), on_disk, tree)
+            label = f"iii rabbitmq{suffix}"
+            if rabbit and wanted(label):
                 with vhost() as vh:
                     rmq = Path(tempfile.mkdtemp(dir=tmp))
                     adapter = {"name": "rabbitmq", "config": {"amqp_url": amqp(vh)}}
-                    run(f"iii rabbitmq{suffix}", bench_iii, iii_queue(adapter), rmq, tree)
-        if rabbit:
+                    run(label, bench_iii, iii_queue(adapter), rmq, tree, rabbit=True)
+        if rabbit and wanted("celery rabbitmq"):
             with vhost() as vh:
                 run("celery rabbitmq", bench_celery, amqp(vh))
+        if rabbit and wanted("dramatiq rabbitmq"):
             with vhost() as vh:
                 run("dramatiq rabbitmq", bench_dramatiq, amqp(vh))
 
@@ -323,10 +496,10 @@ def main() -> int:
         print(f"\n(medians of {ROUNDS} rounds; each row's range:)")
         for label, values in samples.items():
             print(f"  {label}: {min(values):,.0f}-{max(values):,.0f}")
-    print_table(results)
+    print_table(results, {label: statistics.median(values) for label, values in cpu.items()})
     return 0
 
 
 if __name__ == "__main__":
     os.chdir(REPO)
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
