@@ -54,13 +54,26 @@ def try_write_fd(fd: int, data: bytes) -> bytes:
     return data[sent:]
 
 
+# One read buffer for every socket of the process: a read copies out what it got before it
+# returns, with no checkpoint in between, and only the trio thread reads. ``os.read(fd, 256 KiB)``
+# instead allocates 256 KiB per call, which glibc serves with mmap, mremap (the shrink to what
+# was read) and munmap: 24 us per small read here, against 2.3 us for this (readv + a copy).
+_read_buffer = bytearray(RECEIVE_CHUNK)
+_read_view = memoryview(_read_buffer)
+
+
 async def read_fd(fd: int, size: int, drained: bool) -> bytes:
-    """Read what a non-blocking socket has; ``b""`` at EOF or on error.
+    """Read what a non-blocking socket has (at most ``size`` bytes); ``b""`` at EOF or on error.
 
     ``drained`` says the last read returned less than ``size``, so the socket is most likely
     empty: wait for readability first instead of paying for a recv that fails with EAGAIN
     (trio's ``receive_some`` always tries first). One syscall less per message.
     """
+    global _read_buffer, _read_view
+    if size > len(_read_buffer):
+        _read_buffer = bytearray(size)
+        _read_view = memoryview(_read_buffer)
+    view = _read_view[:size]
     while True:
         if drained:
             try:
@@ -70,11 +83,13 @@ async def read_fd(fd: int, size: int, drained: bool) -> bytes:
         else:
             await trio.lowlevel.checkpoint()
         try:
-            return os.read(fd, size)
+            got = os.readv(fd, [view])
         except BlockingIOError:
             drained = True
         except OSError:
             return b""
+        else:
+            return bytes(view[:got])
 
 
 class Carrier(Protocol):
