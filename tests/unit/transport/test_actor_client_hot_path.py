@@ -145,3 +145,14 @@ async def test_answered_calls_leave_no_deadlines_piling_up(
             await trio.testing.wait_all_tasks_blocked()
         assert answered == 5_000
         assert len(client._deadlines) <= 2 * 1024 + 2  # compacted, not 5,000 entries
+
+
+def test_call_ids_are_canonical_uuid4_strings_and_never_repeat() -> None:
+    from transport.client import _InvocationIds
+    from transport.codec import _CANONICAL_UUID
+
+    ids = _InvocationIds()
+    seen = [ids.next() for _ in range(10_000)]
+    assert len(set(seen)) == len(seen)
+    assert all(_CANONICAL_UUID.fullmatch(i) and uuid.UUID(i).version == 4 for i in seen)
+    assert _InvocationIds().next()[:24] != seen[0][:24]  # each client its own random prefix
