@@ -627,3 +627,13 @@ def test_channels_batch_create_and_delete(bus: Bus) -> None:
     assert list(bus.channels.channels) == [refs[2]["reader"]["channel_id"]]
     b.call("engine::channels::create", {"count": 0})
     assert b.of(m.InvocationResult)[0].error.code == "INVALID_ARGUMENTS"
+
+
+def test_enqueue_receipts_are_random_uuid4_strings() -> None:
+    from supervisor.engine.enqueue import receipt_id
+
+    receipts = {receipt_id() for _ in range(10_000)}
+    assert len(receipts) == 10_000
+    for r in list(receipts)[:500]:
+        parsed = uuid.UUID(r)
+        assert str(parsed) == r and parsed.version == 4 and parsed.variant == uuid.RFC_4122
