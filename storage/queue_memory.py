@@ -107,7 +107,10 @@ class BuiltinBroker:
                     )
                 )
             due = self.core.next_due()
-            with trio.move_on_after(math.inf if due is None else max(due - now, 0.0)):
+            if due is None:  # no retry waiting: no deadline to arm either
+                await self._wake.wait()
+                continue
+            with trio.move_on_after(max(due - now, 0.0)):
                 await self._wake.wait()
 
     # -- queues -------------------------------------------------------------------------
