@@ -38,9 +38,9 @@ from the old connection are dropped: the broker redelivers those messages (at-le
 from __future__ import annotations
 
 import math
-import queue as thread_queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Final, Literal
@@ -62,6 +62,7 @@ from storage.queue_broker import (
 )
 from storage.queue_confirms import ConfirmTracker
 from storage.queue_core import QueueCounts, retry_delay_ms
+from storage.queue_rabbitmq_acks import AckWindow
 from storage.queue_rabbitmq_dlq import Seen, dead_message, first_with_id, pick_all, scan_dlq
 
 __all__ = ["OP_TIMEOUT", "RabbitBroker", "names_of", "open_rabbitmq_broker"]
@@ -69,6 +70,10 @@ __all__ = ["OP_TIMEOUT", "RabbitBroker", "names_of", "open_rabbitmq_broker"]
 log = structlog.get_logger(__name__)
 
 OP_TIMEOUT: Final = 30.0  # how long an operation waits for a (re)connection
+# How long a finished delivery's ack may wait in trio for a hand-over to ride with (an
+# operation's, or that of half a prefetch window of acks) before it is handed over alone. An
+# ack waiting holds its prefetch slot, so the wait is short and bounded by the window.
+ACK_DELAY: Final = 0.002
 RECONNECT_BACKOFF: Final = (0.2, 0.5, 1.0, 2.0, 5.0)
 _PRECONDITION_FAILED: Final = 406  # a declaration whose arguments differ from the queue's
 _NOT_FOUND: Final = 404  # AMQP reply code of a channel closed for a missing queue or exchange
@@ -123,7 +128,7 @@ class _Publish:
 class _Op:
     """Work for the connection thread. ``run`` is called there and answered at once; a
     ``publish`` is sent and answered (``result``: routed or not) at the broker's confirm.
-    ``done`` is ``None`` for work nobody waits for (acks) and for the thread's own waits."""
+    ``done`` is ``None`` for the thread's own waits."""
 
     run: Callable[[], Any] | None
     done: trio.Event | None
@@ -137,12 +142,51 @@ class _Op:
 
 @attrs.define(eq=False)
 class _Token:
-    channel: Channel
+    channel: Any  # the consuming pika.channel.Channel (asynchronous, under a blocking one)
+    window: AckWindow  # that channel's
+    urgent: int  # this many acks waiting are handed to the thread at once (half the prefetch)
     tag: int
     generation: int
     headers: dict[str, Any]
     properties: Any
     body: bytes
+
+
+class _Cork:
+    """Holds what pika writes to the connection's socket while held, and writes it as one
+    buffer on release: pika writes every frame on its own (a publish is three), each a send
+    of its own and a turn of its I/O loop. It replaces the connection's
+    ``_adapter_emit_data``, the hook through which pika's protocol layer hands frames to its
+    transport. Only for writes that wait for nothing: a blocking call releases first."""
+
+    def __init__(self, impl: Any) -> None:
+        self._impl = impl
+        self._emit: Callable[[bytes], None] = impl._adapter_emit_data
+        self._held: list[bytes] = []
+        self._holding = False
+        impl._adapter_emit_data = self._write
+
+    def _write(self, data: bytes) -> None:
+        if self._holding:
+            self._held.append(data)
+        else:
+            self._emit(data)
+
+    def hold(self) -> None:
+        self._holding = True
+
+    def release(self) -> None:
+        self._holding = False
+        if self._held:
+            data = b"".join(self._held)
+            self._held.clear()
+            try:
+                self._emit(data)
+            except Exception:
+                if self._impl.is_open:
+                    raise
+                # the connection is gone: its unconfirmed publishes go again after the
+                # reconnect and its deliveries come again, so nothing held is missed
 
 
 class RabbitBroker:
@@ -166,7 +210,16 @@ class RabbitBroker:
         self._params.connection_attempts = 1
         self._token = trio_token
         self._send, self._recv = trio.open_memory_channel[Delivery](math.inf)
-        self._ops: thread_queue.Queue[_Op] = thread_queue.Queue()
+        # Handed from trio to the thread (deque appends and pops are atomic): operations, and
+        # the deliveries to ack.
+        self._ops: deque[_Op] = deque()
+        self._acks: deque[_Token] = deque()
+        # (trio) What trio tasks queued since the courier last handed it over, and the courier
+        # while it waits for more.
+        self._outbox: list[_Op] = []
+        self._ack_box: list[_Token] = []
+        self._courier: trio.lowlevel.Task | None = None
+        self._courier_timed = False  # the courier waits ACK_DELAY for acks to ride along
         self._specs: dict[str, QueueSpec] = {}
         self._consumed: set[str] = set()
         self._retry_delays: dict[str, set[int]] = {}
@@ -176,10 +229,12 @@ class RabbitBroker:
         self._admin: Channel | None = None  # declarations and counts (blocking channel)
         self._publisher: Any = None  # pika.channel.Channel in confirm mode: every publish
         self._confirms: ConfirmTracker[_Op] = ConfirmTracker()
+        self._cork: _Cork | None = None  # the connection's writes, held while ops run
         self._inbox: list[Delivery] = []  # deliveries, handed to trio in one go
         self._answered: list[_Op] = []  # finished operations, likewise
         self._wake_pending = False  # woken since the thread last drained the queue
         self._polling = False  # the thread waits in process_data_events (trio must wake it)
+        self._return_asked = False  # a callback asked process_data_events to return
         self._consumers: dict[str, Channel] = {}
         self._generation = 0
         self.connected = threading.Event()
@@ -245,6 +300,7 @@ class RabbitBroker:
         self._conn = conn
         self._generation += 1
         self._declared_exchanges.clear()
+        self._cork = _Cork(conn._impl)
         self._admin = conn.channel()
         self._publisher = self._open_publisher(conn)
         for spec in list(self._specs.values()):
@@ -267,6 +323,7 @@ class RabbitBroker:
             ack_nack_callback=lambda frame: self._on_confirm(tracker, frame),
             callback=lambda _frame: ready.append(True),
         )
+        channel.add_on_close_callback(lambda _ch, _reason: self._ask_return())
         channel.add_on_return_callback(
             lambda _ch, method, props, _body: tracker.returned(props.message_id, method.routing_key)
         )
@@ -281,17 +338,20 @@ class RabbitBroker:
     def _on_confirm(self, tracker: ConfirmTracker[_Op], frame: Any) -> None:
         method = frame.method
         acked = isinstance(method, pika.spec.Basic.Ack)
-        waited_here = False
         for op, routed in tracker.confirmed(method.delivery_tag, method.multiple):
             if acked:
                 op.result = routed
             else:
                 op.error = StorageUnavailableError("rabbitmq refused the message (nack)")
-            waited_here = waited_here or op.done is None
             self._finish(op)
-        self._flush()
-        if waited_here and self._conn is not None:
-            self._conn.call_later(0, _noop)  # return from process_data_events: it is done
+        self._ask_return()
+
+    def _ask_return(self) -> None:
+        """(a callback in the I/O loop) Return from ``process_data_events`` once the frames
+        at hand are handled, so that what they brought is handed to trio in one go."""
+        if not self._return_asked and self._conn is not None:
+            self._return_asked = True
+            self._conn.call_later(0, _noop)
 
     def _serve(self) -> None:
         conn = self._conn
@@ -305,44 +365,64 @@ class RabbitBroker:
             # the last look at the queue, so an operation queued after that look wakes it.
             self._polling = True
             try:
-                if self._ops.empty():
-                    conn.process_data_events(time_limit=0.5)
+                if not self._ops and not self._acks:
+                    self._return_asked = False
+                    # No time limit: each limit is a pika timer, and pika keeps a removed timer
+                    # in its heap until its deadline, waking the loop for nothing then. What
+                    # this loop waits for asks it to return (``_ask_return``, ``_wake``).
+                    conn.process_data_events(time_limit=None)
             finally:
                 self._polling = False
 
     def _run_ops(self) -> None:
         self._wake_pending = False
-        while True:
-            try:
-                op = self._ops.get_nowait()
-            except thread_queue.Empty:
-                return
-            try:
-                if op.publish is not None:
-                    self._start_publish(op)
-                    continue  # answered at its confirm
-                assert op.run is not None
-                op.result = op.run()
-            except pika.exceptions.ChannelClosedByBroker as exc:
-                if exc.reply_code != _NOT_FOUND:
-                    self._lost(op, exc)
-                    raise
-                # A queue this call named is gone (a passive declare, a basic.get): an error
-                # for this call only; the broker closed the channel it used, so reopen that.
-                op.error = QueueNotFoundError(f"rabbitmq: {exc.reply_text}")
-                self._reopen_admin()
-            except _CONNECTION_ERRORS as exc:
+        cork = self._cork
+        assert cork is not None
+        cork.hold()
+        try:
+            self._send_acks()
+            while self._ops:
+                op = self._ops.popleft()
+                if op.publish is not None and op.publish.prepare is None:
+                    self._run_op(op)  # written with the others, at the release
+                    continue
+                cork.release()  # it waits for the broker: what is held goes first
+                try:
+                    self._run_op(op)
+                finally:
+                    cork.hold()
+        finally:
+            cork.release()
+
+    def _run_op(self, op: _Op) -> None:
+        try:
+            if op.publish is not None:
+                if op.publish.prepare is not None:
+                    op.publish.prepare()
+                self._start_publish(op)
+                return  # answered at its confirm
+            assert op.run is not None
+            op.result = op.run()
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != _NOT_FOUND:
                 self._lost(op, exc)
                 raise
-            except BaseException as exc:
-                op.error = exc
-            self._finish(op)
+            # A queue this call named is gone (a passive declare, a basic.get): an error for
+            # this call only; the broker closed the channel it used, so reopen that.
+            op.error = QueueNotFoundError(f"rabbitmq: {exc.reply_text}")
+            self._reopen_admin()
+        except _CONNECTION_ERRORS as exc:
+            self._lost(op, exc)
+            raise
+        except BaseException as exc:
+            op.error = exc
+        self._finish(op)
 
     def _lost(self, op: _Op, exc: BaseException) -> None:
         """``op`` failed with its connection (or channel): again after the reconnect, or
         failed now."""
         if op.replay and time.monotonic() < op.deadline and not self._stopping.is_set():
-            self._ops.put(op)  # after the reconnect; the loop raises to get there
+            self._ops.appendleft(op)  # after the reconnect; the loop raises to get there
             return
         op.error = StorageUnavailableError(f"rabbitmq: {exc or type(exc).__name__}")
         self._finish(op)
@@ -376,43 +456,51 @@ class RabbitBroker:
             assert op.done is not None
             op.done.set()
 
+    def _send_acks(self) -> None:
+        """Ack the deliveries trio finished, coalesced per channel (``AckWindow``). An ack
+        has no reply; one lost with its connection or channel only means the broker delivers
+        the message again (at-least-once)."""
+        if not self._acks:
+            return
+        windows: dict[int, tuple[Any, AckWindow]] = {}
+        stale = 0
+        while self._acks:
+            token = self._acks.popleft()
+            if token.generation != self._generation or not token.channel.is_open:
+                stale += 1
+                continue
+            token.window.finished(token.tag)
+            windows[id(token.window)] = (token.channel, token.window)
+        if stale:
+            log.debug("deliveries from a previous connection; the broker redelivers them", n=stale)
+        for channel, window in windows.values():
+            for tag, multiple in window.acks():
+                channel.basic_ack(tag, multiple=multiple)  # written with the next frames
+
     def _requeue_front(self, ops: list[_Op]) -> None:
         """Put ``ops`` back ahead of everything queued (publishes a lost channel never
         confirmed: they are sent again, in their order, after the reconnect)."""
-        rest: list[_Op] = []
-        while True:
-            try:
-                rest.append(self._ops.get_nowait())
-            except thread_queue.Empty:
-                break
-        for op in [*ops, *rest]:
-            self._ops.put(op)
+        self._ops.extendleft(reversed(ops))
 
     def _fail_expired(self) -> None:
         kept: list[_Op] = []
         now = time.monotonic()
-        while True:
-            try:
-                op = self._ops.get_nowait()
-            except thread_queue.Empty:
-                break
+        while self._ops:
+            op = self._ops.popleft()
             if now >= op.deadline or not op.replay:
                 op.error = StorageUnavailableError("rabbitmq is unreachable")
                 self._finish(op)
             else:
                 kept.append(op)
-        for op in kept:
-            self._ops.put(op)
+        self._requeue_front(kept)
         self._flush()
 
     def _fail_all(self, error: Exception) -> None:
-        while True:
-            try:
-                op = self._ops.get_nowait()
-            except thread_queue.Empty:
-                break
+        while self._ops:
+            op = self._ops.popleft()
             op.error = error
             self._finish(op)
+        self._acks.clear()
         self._flush()
 
     def _drop_connection(self) -> None:
@@ -435,11 +523,51 @@ class RabbitBroker:
     # -- trio side ---------------------------------------------------------------------------
 
     def _post(self, op: _Op) -> None:
-        self._ops.put(op)
-        # A busy thread drains the queue on its own; one wake-up per wait is enough.
-        if self._polling and not self._wake_pending:
-            self._wake_pending = True
-            self._wake()
+        self._outbox.append(op)
+        self._kick()
+
+    def _kick(self) -> None:
+        courier = self._courier
+        if courier is not None:
+            self._courier = None
+            trio.lowlevel.reschedule(courier)
+
+    async def courier(self) -> None:
+        """(trio, one task) Hand the thread, in one go, what trio's tasks queued since the
+        last hand-over: woken by the first of them, it runs after the whole batch of tasks
+        that trio is running, so a burst of calls costs one wake-up of the thread. Acks alone
+        wait up to ``ACK_DELAY`` (or until half a prefetch window of them waits) to ride with
+        the next operation: a wake-up saved per delivery while publishes flow."""
+
+        def abort(_: Any) -> trio.lowlevel.Abort:
+            self._courier = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        async def park() -> None:
+            self._courier = trio.lowlevel.current_task()
+            await trio.lowlevel.wait_task_rescheduled(abort)
+
+        while True:
+            if not self._outbox and not self._ack_box:
+                await park()  # kicked by the next operation or ack
+                continue
+            if not self._outbox and len(self._ack_box) < self._ack_box[0].urgent:
+                # Only a few acks: they wait for an operation (which kicks), for more acks
+                # (the urgent one kicks), or for ACK_DELAY; then all go.
+                self._courier_timed = True
+                try:
+                    with trio.move_on_after(ACK_DELAY):
+                        await park()
+                finally:
+                    self._courier_timed = False
+            ops, acks = self._outbox, self._ack_box
+            self._outbox, self._ack_box = [], []
+            self._ops.extend(ops)
+            self._acks.extend(acks)
+            # A busy thread drains the queues on its own; one wake-up per wait is enough.
+            if self._polling and not self._wake_pending:
+                self._wake_pending = True
+                self._wake()
 
     async def _call(
         self, run: Callable[[], Any] | None, *, replay: bool = True, publish: _Publish | None = None
@@ -514,11 +642,13 @@ class RabbitBroker:
         ch = conn.channel()
         prefetch = 1 if spec.settings.fifo else spec.settings.concurrency
         ch.basic_qos(prefetch_count=prefetch)
-        generation = self._generation
-        ch.basic_consume(
+        generation, window, urgent = self._generation, AckWindow(), max(1, prefetch // 2)
+        # On the asynchronous channel: each delivery is taken in the I/O loop's callback, no
+        # event queued for the blocking wrapper to dispatch later.
+        ch._impl.basic_consume(
             names_of(spec).queue,
             on_message_callback=lambda c, m, p, b: self._on_message(
-                spec.name, generation, c, m, p, b
+                spec.name, generation, window, urgent, c, m, p, b
             ),
         )
         self._consumers[spec.name] = ch
@@ -529,7 +659,15 @@ class RabbitBroker:
             ch.close()  # its unacked messages go back to the queue
 
     def _on_message(
-        self, name: str, generation: int, ch: Channel, method: Any, props: Any, body: bytes
+        self,
+        name: str,
+        generation: int,
+        window: AckWindow,
+        urgent: int,
+        ch: Any,
+        method: Any,
+        props: Any,
+        body: bytes,
     ) -> None:
         headers = dict(props.headers or {})
         try:
@@ -547,9 +685,11 @@ class RabbitBroker:
             data=data,
             attempt=int(headers.get("x-attempt") or 0) + 1,
             target=target,
-            token=_Token(ch, method.delivery_tag, generation, headers, props, body),
+            token=_Token(ch, window, urgent, method.delivery_tag, generation, headers, props, body),
         )
+        window.delivered(method.delivery_tag)
         self._inbox.append(delivery)  # handed over at the next flush
+        self._ask_return()
 
     # -- publishing (thread) -----------------------------------------------------------------
 
@@ -672,17 +812,12 @@ class RabbitBroker:
         return -1 if await self._call(None, publish=publish) else 0
 
     async def ack(self, delivery: Delivery) -> None:
-        """Sent without waiting: an ack has no reply, and one lost with its connection only
-        means the broker delivers the message again (at-least-once)."""
+        """Not waited for: the thread acks with the next hand-over (``_send_acks``), within
+        ``ACK_DELAY`` (see ``courier``)."""
         token: _Token = delivery.token
-        self._post(_Op(lambda: self._ack_sync(token), None, math.inf, False))
-
-    def _ack_sync(self, token: _Token) -> None:
-        try:
-            channel = self._settle_channel(token)
-            channel._impl.basic_ack(token.tag)  # written with the next batch of frames
-        except (_Stale, pika.exceptions.ChannelWrongStateError):
-            log.debug("delivery from a previous connection; the broker redelivers it")
+        self._ack_box.append(token)
+        if len(self._ack_box) >= token.urgent or not self._courier_timed:
+            self._kick()
 
     async def fail(self, delivery: Delivery, error: str) -> None:
         token: _Token = delivery.token
@@ -829,6 +964,11 @@ async def open_rabbitmq_broker(
             raise broker.fatal
         if not settled:
             raise StorageUnavailableError(f"cannot connect to rabbitmq at {_safe_url(url)}")
-        yield broker
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(broker.courier)
+            try:
+                yield broker
+            finally:
+                nursery.cancel_scope.cancel()
     finally:
         await broker.aclose()
