@@ -84,7 +84,7 @@ def test_the_last_tag_of_a_multiple_ack_is_never_one_acked_before() -> None:
 def test_random_finishing_orders_settle_exactly_the_finished_deliveries(seed: int) -> None:
     rng = random.Random(seed)
     window, channel = AckWindow(), ChannelModel()
-    next_tag, running, finished = 1, [], set()
+    next_tag, running, finished = 1, list[int](), set[int]()
     for _ in range(400):
         if rng.random() < 0.5 and len(running) < 50:  # the broker delivers (prefetch 50)
             deliver(window, channel, range(next_tag, next_tag + 1))
