@@ -96,6 +96,9 @@ class RecentSamples:
     def __len__(self) -> int:
         return len(self._samples)
 
+    def names(self) -> set[str]:
+        return {s.name for s in self._samples}
+
     def add(self, samples: Iterable[Sample], now_ns: int) -> None:
         self._samples.extend(samples)
         while len(self._samples) > self.max_samples:

@@ -20,7 +20,15 @@ import httpx
 import structlog
 import trio
 
-from actors.observability.alerts import AlertEngine, AlertEvent, RecentSamples, rule_json
+from actors.observability.alerts import (
+    CALLS,
+    ERROR_RATE,
+    ERRORS,
+    AlertEngine,
+    AlertEvent,
+    RecentSamples,
+    rule_json,
+)
 from actors.observability.rollups import (
     CumulativeDeltas,
     RollupStore,
@@ -61,6 +69,7 @@ class MetricWatch:
         self.client = client
         self.alerts = AlertEngine(rules)
         self.samples = RecentSamples(horizon_s=self.alerts.horizon_s)
+        self._wanted: frozenset[str] = frozenset()
         self.rollups = RollupStore() if rollups else None
         self.add_log = add_log
         self.clock = clock
@@ -69,10 +78,17 @@ class MetricWatch:
         self._nursery: trio.Nursery | None = None
         self._webhooks = 0
         self._lock = trio.Lock()
+        self.set_rules(rules)
 
     def set_rules(self, rules: Sequence[AlertRule]) -> None:
+        """Replace the rules; only the metrics they read are kept as samples (rollups keep
+        every metric)."""
         self.alerts.set_rules(rules)
         self.samples.horizon_ns = self.alerts.horizon_s * 1_000_000_000
+        wanted = {r.metric for r in rules}
+        if ERROR_RATE in wanted:
+            wanted |= {CALLS, ERRORS}
+        self._wanted = frozenset(wanted)
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -84,7 +100,8 @@ class MetricWatch:
                 self.rollups.add_histogram(name, h, now_ns)
 
     def _feed(self, samples: list[Any], now_ns: int) -> None:
-        self.samples.add(samples, now_ns)
+        wanted = self._wanted
+        self.samples.add([s for s in samples if s.name in wanted], now_ns)
         if self.rollups is not None:
             for s in samples:
                 self.rollups.add(s.name, s.value, now_ns)

@@ -100,3 +100,20 @@ async def test_red_readings_feed_the_rollups() -> None:
     assert [(r["count"], r["sum"]) for r in out["rollups"]] == [(2, 3.0)]  # 0 then 3
     p99 = watch.rollups_result({"metric_name": "iii.invocation.duration.p99"})["rollups"]
     assert p99[0]["last"] == 3.0
+
+
+async def test_only_the_metrics_the_rules_read_are_kept_as_samples() -> None:
+    watch, client, _, _ = make([rule(metric="iii.invocations.error_rate", threshold=1)])
+    client.calls(5, 1)
+    await watch.evaluate()
+    watch.ingest_metrics(
+        [{"name": "sdk.other", "type": "gauge", "data_points": [{"value": 1}]}], T0
+    )
+    assert watch.samples.names() == {
+        "iii.invocations.total",
+        "iii.invocations.error",
+    }
+    assert watch.rollups_result({"metric_name": "sdk.other"})["rollups"]  # rollups keep all
+    watch.set_rules([])
+    await watch.evaluate()
+    assert len(watch.samples) == 2  # nothing new kept without rules
