@@ -14,7 +14,8 @@
   (the OTLP log signal added or dropped), ``logs_batch_size`` and ``logs_flush_interval_ms``
   (the exporter's batching).
 * ``restart``: everything else (the service identity, exporters and endpoint, metrics
-  pipeline, the trace archive, ``format``): stored, logged as pending, applied at the next start.
+  pipeline, the trace archive): stored, logged as pending, applied at the next start.
+  ``format`` is stored and never applied (``console``).
 
 An invalid value changes nothing (the previous settings stay, an error is logged).
 """
@@ -62,6 +63,7 @@ TIERS: Final[Mapping[str, str]] = {
     "logs_retention_seconds": "rebuild",
     "logs_batch_size": "rebuild",
     "logs_flush_interval_ms": "rebuild",
+    "format": "unapplied",  # the supervisor renders the actors' JSON lines (console.py)
 }
 
 
@@ -87,6 +89,7 @@ def apply_value(
     old = service.settings
     diff = changed_by_tier(old, new)
     pending = diff.pop("restart", [])
+    unapplied = diff.pop("unapplied", [])
     applied = {name: getattr(new, name) for names in diff.values() for name in names}
     s = service.settings = attrs.evolve(old, **applied)
     if service.export is not None:
@@ -118,6 +121,10 @@ def apply_value(
         service.register_ingest()
     if applied:
         log.info("iii-observability settings applied", **{k: _show(v) for k, v in applied.items()})
+    if unapplied:
+        log.info(
+            "iii-observability settings stored but not applied by this engine", fields=unapplied
+        )
     if pending:
         log.warning(
             "iii-observability settings that apply at the next start",

@@ -41,11 +41,13 @@ def test_fields_are_classified_by_their_tier() -> None:
                 "metrics_max_count": 5,
                 "logs_batch_size": 7,
                 "service_name": "renamed",
+                "format": "json",
             }
         ),
         {},
     )
     assert changed_by_tier(old, new) == {
+        "unapplied": ["format"],
         "live": ["logs_sampling_ratio"],
         "swap": ["level"],
         "limits": ["metrics_max_count"],
