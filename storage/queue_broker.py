@@ -13,6 +13,7 @@ Implementations: ``storage.queue_memory`` (builtin, in memory or with the journa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final, Protocol, runtime_checkable
 
 import attrs
@@ -25,10 +26,12 @@ __all__ = [
     "FUNCTION_QUEUE",
     "DeadMessage",
     "Delivery",
+    "InlineEnqueue",
     "Message",
     "QueueBroker",
     "QueueNotFoundError",
     "QueueSpec",
+    "Stored",
     "UnsupportedError",
     "subscriber_queue_name",
 ]
@@ -189,4 +192,20 @@ class QueueBroker(Protocol):
 
     def topics(self) -> dict[str, list[str]]:
         """Durable topic → its subscriber queues."""
+        ...
+
+
+# Called once a job is stored: with the error that kept it from being stored, else None.
+Stored = Callable[[StorageError | None], None]
+
+
+@runtime_checkable
+class InlineEnqueue(Protocol):
+    """A broker that can store a job for a caller without a task to wait in (the queue actor
+    runs ``engine::queue::enqueue`` in its bus reader on such a broker)."""
+
+    def enqueue_nowait(self, queue: str, message: Message, stored: Stored) -> None:
+        """Store ``message`` as ``enqueue`` would and call ``stored`` (in trio) once it is
+        stored as ``enqueue`` would return; raise what ``enqueue`` raises before storing
+        anything (``QueueNotFoundError``)."""
         ...

@@ -39,13 +39,14 @@ import pika.exceptions
 import structlog
 import trio
 
-from storage.errors import StorageUnavailableError
+from storage.errors import StorageError, StorageUnavailableError
 from storage.queue_broker import (
     DeadMessage,
     Delivery,
     Message,
     QueueNotFoundError,
     QueueSpec,
+    Stored,
 )
 from storage.queue_core import QueueCounts, retry_delay_ms
 from storage.queue_rabbitmq_acks import AckWindow
@@ -263,19 +264,59 @@ class RabbitBroker(AmqpLink):
             raise QueueNotFoundError(f"Queue '{queue}' not found")
         return spec
 
-    async def enqueue(self, queue: str, message: Message) -> None:
-        spec = self._spec(queue)
+    def _enqueued(self, spec: QueueSpec, message: Message) -> Publish:
         names = names_of(spec)
         headers = {**message.target(), "x-attempt": 0}
         if message.group is not None:
             headers["x-group"] = message.group
         props = self._properties(message.id, headers, self._priority(spec, message.data))
-        publish = Publish(names.exchange, names.queue, orjson.dumps(message.data), props)
+        return Publish(names.exchange, names.queue, orjson.dumps(message.data), props)
+
+    async def enqueue(self, queue: str, message: Message) -> None:
+        spec = self._spec(queue)
+        publish = self._enqueued(spec, message)
         if await self._call(None, publish=publish):
             return
         await self._call(lambda: self._declare_sync(spec))  # deleted behind our back: again
         if not await self._call(None, publish=publish):
-            raise StorageUnavailableError(f"rabbitmq could not route to {names.queue}")
+            raise StorageUnavailableError(f"rabbitmq could not route to {publish.routing_key}")
+
+    def enqueue_nowait(self, queue: str, message: Message, stored: Stored) -> None:
+        """``enqueue`` for a caller without a task to wait in (``InlineEnqueue``): ``stored``
+        is called, in trio, once the broker confirmed the publish (or with why not). Raises
+        ``QueueNotFoundError`` for an unknown queue before publishing anything."""
+        spec = self._spec(queue)
+        publish = self._enqueued(spec, message)
+
+        def failed(op: Any) -> StorageError | None:
+            error = op.error
+            if error is None or isinstance(error, StorageError):
+                return error
+            return StorageUnavailableError(f"rabbitmq: {error}")
+
+        def again(op: Any) -> None:  # the second publish, after declaring the queue again
+            error = failed(op)
+            if error is None and not op.result:
+                error = StorageUnavailableError(
+                    f"rabbitmq could not route to {publish.routing_key}"
+                )
+            stored(error)
+
+        def declared(op: Any) -> None:
+            error = failed(op)
+            if error is not None:
+                stored(error)
+            else:
+                self._post_nowait(None, again, publish=publish)
+
+        def first(op: Any) -> None:
+            error = failed(op)
+            if error is not None or op.result:
+                stored(error)
+            else:  # unroutable: the queue was deleted behind our back
+                self._post_nowait(lambda: self._declare_sync(spec), declared)
+
+        self._post_nowait(None, first, publish=publish)
 
     async def publish(self, topic: str, message: Message) -> int:
         exchange = f"iii.{topic}.exchange"

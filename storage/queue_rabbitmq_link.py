@@ -83,7 +83,8 @@ class Publish:
 class _Op:
     """Work for the connection thread. ``run`` is called there and answered at once; a
     ``publish`` is sent and answered (``result``: routed or not) at the broker's confirm.
-    ``done`` is ``None`` for the thread's own waits."""
+    Trio learns of the answer by ``done`` (an awaiting task) or ``callback`` (called in trio
+    with the finished op); neither is set for the thread's own waits."""
 
     run: Callable[[], Any] | None
     done: trio.Event | None
@@ -93,6 +94,11 @@ class _Op:
     result: Any = None
     error: BaseException | None = None
     finished: bool = False
+    callback: Callable[[_Op], None] | None = None
+
+    @property
+    def awaited(self) -> bool:
+        return self.done is not None or self.callback is not None
 
 
 @attrs.define(eq=False)
@@ -379,7 +385,7 @@ class AmqpLink:
 
     def _finish(self, op: _Op) -> None:
         op.finished = True
-        if op.done is not None:
+        if op.awaited:
             self._answered.append(op)
 
     def _flush(self) -> None:
@@ -398,8 +404,14 @@ class AmqpLink:
         for delivery in inbox:
             self._send.send_nowait(delivery)
         for op in answered:
-            assert op.done is not None
-            op.done.set()
+            if op.done is not None:
+                op.done.set()
+                continue
+            assert op.callback is not None
+            try:
+                op.callback(op)
+            except Exception:  # one caller's bug must not drop the other answers
+                log.exception("rabbitmq operation callback failed")
 
     def _send_acks(self) -> None:
         """Ack the deliveries trio finished, coalesced per channel (``AckWindow``). An ack
@@ -455,7 +467,7 @@ class AmqpLink:
         self._on_dropped()
         # Unconfirmed publishes go again (or fail, per ``_fail_expired``); a wait of the
         # thread's own (a DLQ scan) fails with its operation instead.
-        unconfirmed = [op for op in self._confirms.drain() if op.done is not None]
+        unconfirmed = [op for op in self._confirms.drain() if op.awaited]
         self._confirms = ConfirmTracker()
         self._requeue_front(unconfirmed)
         if conn is not None:
@@ -527,6 +539,17 @@ class AmqpLink:
         if op.error is not None:
             raise op.error
         return op.result
+
+    def _post_nowait(
+        self,
+        run: Callable[[], Any] | None,
+        answer: Callable[[_Op], None],
+        *,
+        publish: Publish | None = None,
+    ) -> None:
+        """``_call`` for a caller without a task to wait in: ``answer`` gets the finished
+        operation (``error`` or ``result``), in trio."""
+        self._post(_Op(run, None, time.monotonic() + OP_TIMEOUT, True, publish, callback=answer))
 
     def _wake(self) -> None:
         conn = self._conn
