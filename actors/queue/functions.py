@@ -4,23 +4,23 @@ Name resolution for the DLQ, redrive and stats functions: a name in ``queue_conf
 ``default``) is that named queue; any other name is a durable topic, meaning all its
 subscribers' queues.
 
-``engine::queue::enqueue`` is every job's first hop: on the builtin broker it runs inline in
-the bus client's reader (no task per job) and answers once the job is stored, which the broker
-says by a callback (at once in memory; once the journal batch holding it is written on disk).
+``engine::queue::enqueue`` is every job's first hop: on a broker that can (builtin, RabbitMQ:
+``InlineEnqueue``) it runs inline in the bus client's reader (no task per job) and answers once
+the job is stored, which the broker says by a callback (at once in memory; once the journal
+batch holding it is written on disk; once RabbitMQ confirmed the publish).
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
 from actors.queue.service import QueueConsumers
 from actors.runtime import Payload
 from storage import StorageError
-from storage.queue_broker import FUNCTION_QUEUE, Message, QueueNotFoundError
-from storage.queue_memory import BuiltinBroker
+from storage.queue_broker import FUNCTION_QUEUE, InlineEnqueue, Message, QueueNotFoundError
 from transport.client import DEFERRED, BusClient, FunctionError, InvocationContext
 from transport.jsonshape import json_type
 
@@ -47,7 +47,7 @@ class QueueFunctions:
     def register(self) -> None:
         reg = self.client.register_function
         enqueue_text = "Enqueue a call on a named queue"
-        if isinstance(self.broker, BuiltinBroker):
+        if isinstance(self.broker, InlineEnqueue):
             self.client.register_inline(
                 "engine::queue::enqueue", self.enqueue_inline, description=enqueue_text
             )
@@ -102,8 +102,8 @@ class QueueFunctions:
         return {"messageReceiptId": message.id}
 
     def enqueue_inline(self, data: Any, ctx: InvocationContext) -> Any:
-        """``enqueue`` on the builtin broker, run in the reader: the answer goes out once the
-        broker calls back that the job is stored."""
+        """``enqueue`` on a broker that stores without a task (builtin, RabbitMQ), run in the
+        reader: the answer goes out once the broker calls back that the job is stored."""
         queue, message = self._message(data)
         receipt = {"messageReceiptId": message.id}
 
@@ -113,7 +113,7 @@ class QueueFunctions:
             else:
                 self.client.reply(ctx, error=_enqueue_failed(queue, error))
 
-        broker: BuiltinBroker = self.broker
+        broker = cast(InlineEnqueue, self.broker)  # register() checked it
         try:
             broker.enqueue_nowait(queue, message, stored)
         except StorageError as exc:
