@@ -37,7 +37,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import orjson
 import trio
 
 from manifests.blocks.observability import DEFAULTS, INGEST_FUNCTION_ID
@@ -60,20 +59,6 @@ def rss_mib(pids: list[int]) -> float:
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total / 1024
-
-
-async def sink(url: str) -> None:
-    """A raw-protocol worker that registers the ingest function and drops what it gets."""
-    from tests.perf._leanws import LeanClient
-
-    ws = await LeanClient.connect(url)
-    await ws.recv()  # workerregistered
-    await ws.send(orjson.dumps({"type": "registerfunction", "id": INGEST_FUNCTION_ID}).decode())
-    batches = 0
-    while True:
-        raw = await ws.recv()
-        if '"invokefunction"' in raw:
-            batches += 1
 
 
 def spawn_peer(*args: str, log: Path) -> subprocess.Popen[bytes]:
@@ -110,17 +95,20 @@ def http_table(tmp: Path, requests: int, rounds: int) -> list[str]:
         assert engine.proc is not None
         wait_port(bare_port, 20, bare)
         wait_port(http_port, 30, engine.proc)
-        actor = find_process(engine.proc.pid, "actors.http")
+        find_process(engine.proc.pid, "actors.http")
+        time.sleep(2.0)  # the other actors (iii-observability among them) started too
         sdk = H.spawn("_sdk", engine.url, log=tmp / "sdk.log")
         procs.append(sdk)
-        procs.append(
-            spawn_peer("tests.perf.bench_overhead", "_sink", engine.url, log=tmp / "s.log")
-        )
         trio.run(H.wait_route, bare_port, "/orders")
         trio.run(H.wait_route, http_port, "/sdk/orders")
         sides = {
             "without": (bare_port, "/orders", [bare.pid]),
-            "with": (http_port, "/sdk/orders", [engine.proc.pid, actor, sdk.pid]),
+            # every process of the setup: the engine, all its actors, the SDK worker
+            "with": (
+                http_port,
+                "/sdk/orders",
+                [engine.proc.pid, *descendants(engine.proc.pid), sdk.pid],
+            ),
         }
         runs: dict[str, list[H.LoadResult]] = {k: [] for k in sides}
         cpu: dict[str, float] = dict.fromkeys(sides, 0.0)
@@ -175,7 +163,8 @@ def http_table(tmp: Path, requests: int, rounds: int) -> list[str]:
     ]
     out += [f"{a:<16} | {b:>12} | {c:>12} | {d:>9}" for a, b, c, d in rows]
     out.append(
-        "(with: engine + iii-http + SDK worker processes; without: the one hypercorn process)"
+        "(with: the engine, its actors (iii-http, iii-observability, ...) and the SDK worker; "
+        "without: the one hypercorn process)"
     )
     return out
 
@@ -226,16 +215,28 @@ SETUPS: tuple[tuple[str, list[dict[str, Any]]], ...] = (
 )
 
 
-def invoke_table(tmp: Path, rounds: int, duration: float) -> tuple[list[str], bool]:
+def invoke_table(
+    tmp: Path, rounds: int, duration: float, baseline: str | None = None
+) -> tuple[list[str], bool]:
+    """``baseline``: another checkout; its engine runs two more rows, off and on, in the same
+    rounds (its actors come from that checkout too: PYTHONPATH)."""
     procs: list[subprocess.Popen[bytes]] = []
     engines: dict[str, EngineProcess] = {}
     callees: dict[str, int] = {}
     inv.DURATION = duration
+    setups: list[tuple[str, list[dict[str, Any]], dict[str, str]]] = [
+        (label, workers, {}) for label, workers in SETUPS
+    ]
+    if baseline is not None:
+        setups += [
+            ("off [baseline]", [OFF], {"PYTHONPATH": baseline}),
+            ("on [baseline]", [], {"PYTHONPATH": baseline}),
+        ]
     try:
-        for label, workers in SETUPS:
+        for label, workers, env in setups:
             sub = tmp / "".join(ch for ch in label if ch.isalnum())
             sub.mkdir()
-            eng = EngineProcess({"workers": workers}, sub, env={"III_LOG_LEVEL": "warning"})
+            eng = EngineProcess({"workers": workers}, sub, env={"III_LOG_LEVEL": "warning", **env})
             engines[label] = eng.start()
             callee = spawn_peer("tests.perf._peers", "callee", eng.url, log=sub / "callee.log")
             procs.append(callee)
@@ -288,13 +289,13 @@ def invoke_table(tmp: Path, rounds: int, duration: float) -> tuple[list[str], bo
     out = [
         f"\ninvoke round trip (raw caller → engine → raw callee, loopback), medians of {rounds} "
         f"interleaved rounds of {duration:.0f} s per setup; CPU µs per call at 16 callers",
-        f"{'observability':<13} | {'p50, 1 caller':>13} | {'calls/s, 16':>11} | "
+        f"{'observability':<14} | {'p50, 1 caller':>13} | {'calls/s, 16':>11} | "
         f"{'engine':>6} | {'actors':>6} | {'callee':>6} | {'caller':>6} | {'all':>5} | "
         f"{'p50 vs off':>10} | {'calls/s vs off':>14} | {'calls/s spread':>14}",
     ]
     for label, f in med.items():
         out.append(
-            f"{label:<13} | {f['p50']:>10.3f} ms | {f['tput']:>11.0f} | {f['engine']:>6.1f} | "
+            f"{label:<14} | {f['p50']:>10.3f} ms | {f['tput']:>11.0f} | {f['engine']:>6.1f} | "
             f"{f['actors']:>6.1f} | {f['callee']:>6.1f} | {f['caller']:>6.1f} | "
             f"{f['all']:>5.0f} | {(f['p50'] / base['p50'] - 1) * 100:>+9.1f}% | "
             f"{(f['tput'] / base['tput'] - 1) * 100:>+13.1f}% | {spread[label]:>13.0f}%"
@@ -395,24 +396,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="HTTP table rounds")
     parser.add_argument("--invoke-rounds", type=int, default=9)
     parser.add_argument("--seconds", type=float, default=4.0, help="per invoke run")
+    parser.add_argument("--baseline", help="another checkout whose engine gets rows too")
+    parser.add_argument("--no-core", action="store_true", help="skip the in-process table")
     parser.add_argument("--requests", type=int, default=2000, help="HTTP requests per round")
     parser.add_argument("--no-http", action="store_true", help="only the invoke round trip")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     (tmp / "http").mkdir()
     lines = [] if args.no_http else http_table(tmp, args.requests, args.rounds)
-    more, _ = invoke_table(tmp, args.invoke_rounds, args.seconds)
-    print("\n".join(lines + more + core_table()))
+    more, _ = invoke_table(tmp, args.invoke_rounds, args.seconds, args.baseline)
+    print("\n".join(lines + more + ([] if args.no_core else core_table())))
     print(f"logs: {tmp}")
     return 0
 
 
-def _run_sink(url: str) -> Any:
-    return trio.run(sink, url)
-
-
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "_sink":
-        _run_sink(sys.argv[2])
-    else:
-        sys.exit(main())
+    sys.exit(main())
