@@ -31,13 +31,14 @@ from actors.observability.otlpjson import logs_of, metrics_of, spans_of
 from actors.observability.settings import Settings
 from actors.observability.spanrows import (
     END,
+    SHAPES,
     TRACE,
     Row,
-    ShapeTable,
     engine_rows,
     is_internal_row,
     row_of,
     service_of,
+    shape_numbers,
     span_of,
     status_of,
 )
@@ -63,6 +64,7 @@ TRACE_TICK: Final = 0.3  # §10.4: span activity is coalesced for 300 ms
 DELIVERY_TRACES: Final = 4096  # trace ids of our own trace-trigger deliveries, remembered
 ARCHIVE_EVERY: Final = 1.0
 SWEEP_EVERY: Final = 60.0
+SHAPES_KEPT: Final = 1024  # below this many span shapes, the sweep does not look for unused ones
 STATS_TIMEOUT: Final = 5.0
 RED_EXPORT_EVERY: Final = 5.0  # the bus's RED gauges go to the OTLP metric exporter this often
 WORKERS_HOOK: Final = "iii-observability::on-workers-available"
@@ -121,7 +123,6 @@ class ObservabilityService:
         self._ingesting = False
         self.workers = WorkerCounts()
         self.ingested = {"OTLP": 0, "MTRC": 0, "LOGS": 0, ENGINE_SPANS_KIND: 0}
-        self.shapes = ShapeTable()
         self.collapse = collapse_rules(s.collapse_spans)
         self._to_archive: list[Row] = []
         self._changed_traces: dict[str, Row] = {}  # trace id → a span of it
@@ -244,7 +245,7 @@ class ObservabilityService:
             return None
         self.ingested[kind] += 1
         if kind == ENGINE_SPANS_KIND:
-            self.add_rows(engine_rows(body, self.shapes))
+            self.add_rows(engine_rows(body))
             return None
         now = now_ns()
         if kind == "OTLP":
@@ -527,3 +528,13 @@ class ObservabilityService:
                 self.logs.expire(now)
             if self.spans is not None and self.archive is not None:
                 self.spans.expire(now, self.archive.retention_ns)
+            self.prune_shapes()
+
+    def prune_shapes(self) -> int:
+        """Forget the span shapes no row still held uses (their workers have gone)."""
+        if len(SHAPES) <= SHAPES_KEPT:
+            return 0
+        used = shape_numbers(self._to_archive) | shape_numbers(self._changed_traces.values())
+        if self.spans is not None:
+            used |= shape_numbers(self.spans.rows())
+        return SHAPES.prune(used)

@@ -3,20 +3,24 @@ when a query, the archive or the exporter asks (pure).
 
 A row is a flat tuple: trace id, span id, parent span id, start and end (Unix ns; end 0 while
 pending), its size in bytes, its body, its error. The body of one of the engine's spans (the
-``ENGINE_SPANS_KIND`` batches) is a ``Shape`` shared by every span of the same function, callee
-and caller, and its error is ``(code, message)`` or None; the body of a span read from OTLP/JSON
-(SDK telemetry, the archive) is the Span object itself. So an engine span costs one tuple to
-store, whatever it will be asked for later.
+``ENGINE_SPANS_KIND`` batches) is the number of a ``Shape`` in ``SHAPES``, shared by every span
+of the same function, callee and caller, and its error is ``(code, message)`` or None; the body
+of a span read from OTLP/JSON (SDK telemetry, the archive) is the Span object itself. So an
+engine span costs one tuple to store, whatever it will be asked for later — a tuple of strings
+and numbers only, which the garbage collector stops tracking: with a Shape object in it, every
+full collection walked every stored row (1–5 µs per stored span at half a million rows).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Final
 
 import orjson
 
 __all__ = [
     "INTERNAL_PREFIXES",
+    "SHAPES",
     "Row",
     "Shape",
     "ShapeTable",
@@ -27,13 +31,14 @@ __all__ = [
     "name_of",
     "row_of",
     "service_of",
+    "shape_numbers",
     "span_of",
     "span_size",
     "status_of",
 ]
 
 Span = dict[str, Any]
-# trace id, span id, parent span id, start ns, end ns, size, body (Shape | Span), error
+# trace id, span id, parent span id, start ns, end ns, size, body (shape number | Span), error
 Row = tuple[str, str, "str | None", int, int, int, Any, Any]
 TRACE: Final = 0
 SPAN: Final = 1
@@ -80,21 +85,25 @@ class Shape:
         self.scope = scope
         self.internal = False
         self.size = 0
-        template = _span_of_shape(("0" * 32, "0" * 16, None, 10**18, 10**18, 0, self, None))
+        template = _span_of(self, ("0" * 32, "0" * 16, None, 10**18, 10**18, 0, -1, None))
         self.internal = is_internal(template)
         self.size = span_size(template)
 
 
 class ShapeTable:
-    """The shapes met so far, so a batch's shape table costs a lookup per entry, not a Shape
-    (and the rows of many batches share one object per shape). Bounded: past ``limit`` it
-    starts again (stored rows keep the shapes they point to)."""
+    """The shapes met so far, by number, so a batch's shape table costs a lookup per entry and
+    the rows of many batches share one shape. ``prune`` forgets those no row uses any more."""
 
-    def __init__(self, limit: int = 4096) -> None:
-        self.limit = limit
-        self._known: dict[tuple[Any, ...], Shape] = {}
+    def __init__(self) -> None:
+        self._numbers: dict[tuple[Any, ...], int] = {}
+        self.shapes: dict[int, Shape] = {}
+        self._keys: dict[int, tuple[Any, ...]] = {}
+        self._next = 0
 
-    def get(self, raw: Any, service: str, scope: str) -> Shape | None:
+    def __len__(self) -> int:
+        return len(self.shapes)
+
+    def number(self, raw: Any, service: str, scope: str) -> int | None:
         if not (isinstance(raw, list) and len(raw) == 2 and isinstance(raw[0], str)):
             return None
         name, attrs = raw
@@ -102,18 +111,32 @@ class ShapeTable:
             return None
         try:
             key = (service, scope, name, *(a for kv in attrs for a in kv))
+            found = self._numbers.get(key)
+            if found is not None:
+                return found
             pairs = [[str(k), str(v)] for k, v in attrs]
         except (TypeError, ValueError):
             return None
-        found = self._known.get(key)
-        if found is None:
-            if len(self._known) >= self.limit:
-                self._known.clear()
-            found = self._known[key] = Shape(name, pairs, service, scope)
+        found = self._next
+        self._next += 1
+        self._numbers[key] = found
+        self._keys[found] = key
+        self.shapes[found] = Shape(name, pairs, service, scope)
         return found
 
+    def prune(self, used: set[int]) -> int:
+        """Forget the shapes whose number is not in ``used``; returns how many."""
+        gone = [n for n in self.shapes if n not in used]
+        for n in gone:
+            del self.shapes[n]
+            del self._numbers[self._keys.pop(n)]
+        return len(gone)
 
-def engine_rows(body: Any, shapes: ShapeTable) -> list[Row]:
+
+SHAPES: Final = ShapeTable()  # the process's: engine rows hold numbers in it
+
+
+def engine_rows(body: Any, shapes: ShapeTable = SHAPES) -> list[Row]:
     """The rows of an ``ENGINE_SPANS_KIND`` batch; unreadable rows are skipped."""
     if not isinstance(body, dict):
         return []
@@ -125,22 +148,23 @@ def engine_rows(body: Any, shapes: ShapeTable) -> list[Row]:
         return []
     service = service if isinstance(service, str) and service else "unknown"
     scope = scope if isinstance(scope, str) else ""
-    known = [shapes.get(raw, service, scope) for raw in table]
+    numbers = [shapes.number(raw, service, scope) for raw in table]
+    sizes = [0 if n is None else shapes.shapes[n].size for n in numbers]
     rows: list[Row] = []
     append = rows.append
     for raw in spans:
         try:
             tp, parent, at, start, end = raw[:5]
-            shape = known[at]
-            if shape is None or len(tp) != 55 or type(start) is not int or type(end) is not int:
+            number = numbers[at]
+            if number is None or len(tp) != 55 or type(start) is not int or type(end) is not int:
                 continue
+            size = sizes[at] if parent is None else sizes[at] + _PARENT_BYTES
             if len(raw) == 5:
-                size = shape.size if parent is None else shape.size + _PARENT_BYTES
-                append((tp[3:35], tp[36:52], parent, start, end, size, shape, None))
+                append((tp[3:35], tp[36:52], parent, start, end, size, number, None))
             else:
                 code, message = str(raw[5]), str(raw[6] or "")
-                size = shape.size + _PARENT_BYTES + _ERROR_BYTES + len(code) + len(message)
-                append((tp[3:35], tp[36:52], parent, start, end, size, shape, (code, message)))
+                size += _ERROR_BYTES + len(code) + len(message)
+                append((tp[3:35], tp[36:52], parent, start, end, size, number, (code, message)))
         except (TypeError, ValueError, IndexError):
             continue
     return rows
@@ -163,8 +187,7 @@ def row_of(span: Span) -> Row:
     )
 
 
-def _span_of_shape(row: Row) -> Span:
-    shape: Shape = row[BODY]
+def _span_of(shape: Shape, row: Row) -> Span:
     err = row[ERROR]
     attributes = [list(kv) for kv in shape.attributes]
     if err is not None:
@@ -194,7 +217,7 @@ def span_of(row: Row) -> Span:
     """The stored Span object of a row (with the ``_`` bookkeeping keys; a fresh dict for an
     engine span, the stored one for any other)."""
     body = row[BODY]
-    return body if type(body) is dict else _span_of_shape(row)
+    return body if type(body) is dict else _span_of(SHAPES.shapes[body], row)
 
 
 # -- what the queries read of a row without making its Span object ------------------------------
@@ -202,12 +225,14 @@ def span_of(row: Row) -> Span:
 
 def name_of(row: Row) -> str:
     body = row[BODY]
-    return str(body.get("name") or "") if type(body) is dict else body.name
+    return str(body.get("name") or "") if type(body) is dict else SHAPES.shapes[body].name
 
 
 def service_of(row: Row) -> str:
     body = row[BODY]
-    return str(body.get("service_name") or "") if type(body) is dict else body.service_name
+    if type(body) is dict:
+        return str(body.get("service_name") or "")
+    return SHAPES.shapes[body].service_name
 
 
 def status_of(row: Row) -> str:
@@ -221,11 +246,17 @@ def attributes_of(row: Row) -> list[list[str]]:
     body = row[BODY]
     if type(body) is dict:
         return list(body.get("attributes") or ())
+    attributes = SHAPES.shapes[body].attributes
     if row[ERROR] is None:
-        return body.attributes
-    return [*body.attributes, ["iii.error.code", row[ERROR][0]]]
+        return attributes
+    return [*attributes, ["iii.error.code", row[ERROR][0]]]
 
 
 def is_internal_row(row: Row) -> bool:
     body = row[BODY]
-    return is_internal(body) if type(body) is dict else body.internal
+    return is_internal(body) if type(body) is dict else SHAPES.shapes[body].internal
+
+
+def shape_numbers(rows: Iterable[Row]) -> set[int]:
+    """The shape numbers these rows use (what ``SHAPES.prune`` must keep)."""
+    return {body for row in rows if type(body := row[BODY]) is int}

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from actors.observability.otlpjson import spans_of
-from actors.observability.spanrows import ShapeTable, engine_rows, span_of
+from actors.observability.spanrows import ShapeTable, engine_rows, shape_numbers, span_of
 from actors.observability.spans import (
     SpanStore,
     collapse_rules,
@@ -74,7 +74,7 @@ def otlp_of(recs: list[Any]) -> dict[str, Any]:
 
 def stores() -> tuple[SpanStore, SpanStore]:
     compact, otlp = SpanStore(max_spans=100), SpanStore(max_spans=100)
-    compact.add_rows(engine_rows(compact_spans(records(), EPOCH, "iii"), ShapeTable()))
+    compact.add_rows(engine_rows(compact_spans(records(), EPOCH, "iii")))
     for span in spans_of(otlp_of(records())):
         otlp.add(span)
     return compact, otlp
@@ -105,15 +105,27 @@ def test_every_trace_query_answers_alike_for_both_forms() -> None:
 def test_unreadable_compact_rows_are_skipped_not_raised() -> None:
     body = compact_spans(records(), EPOCH, "iii")
     body["spans"] += [["short"], [tp("d4"), None, 99, 1, 2], "x", [tp("e5"), None, 0, "1", 2]]
-    assert [r[1][:2] for r in engine_rows(body, ShapeTable())] == ["a1", "b2", "c3"]
-    assert engine_rows({"spans": "no"}, ShapeTable()) == []
+    assert [r[1][:2] for r in engine_rows(body)] == ["a1", "b2", "c3"]
+    assert engine_rows({"spans": "no"}) == []
 
 
-def test_shapes_are_shared_across_batches() -> None:
+def test_shapes_are_shared_across_batches_and_pruned_when_unused() -> None:
     table = ShapeTable()
     one = engine_rows(compact_spans(records(), EPOCH, "iii"), table)
     two = engine_rows(compact_spans(records(), EPOCH, "iii"), table)
-    assert one[0][6] is two[0][6]
+    assert [r[6] for r in one] == [r[6] for r in two] and len(table) == 2
+    assert table.prune(shape_numbers(one[1:2])) == 1 and len(table) == 1
+    again = engine_rows(compact_spans(records(), EPOCH, "iii"), table)
+    assert again[1][6] == one[1][6] and again[0][6] not in (one[0][6], one[1][6])
+
+
+def test_stored_engine_rows_are_not_tracked_by_the_garbage_collector() -> None:
+    import gc
+
+    rows = engine_rows(compact_spans(records(), EPOCH, "iii"))
+    gc.collect()
+    gc.collect()  # the error tuple inside a row first, then the row
+    assert not any(gc.is_tracked(r) for r in rows)  # full collections skip them
 
 
 def rows(n: int, start: int = 0) -> list[Any]:
@@ -121,7 +133,7 @@ def rows(n: int, start: int = 0) -> list[Any]:
         (f"00-{i:032x}-{i + 1:016x}-01", None, ("f", "default", None, None), i, i + 0.5, None)
         for i in range(start, start + n)
     ]
-    return engine_rows(compact_spans(recs, 0, "iii"), ShapeTable())
+    return engine_rows(compact_spans(recs, 0, "iii"))
 
 
 def test_eviction_of_the_oldest_stays_cheap_at_capacity() -> None:
@@ -155,7 +167,7 @@ def test_the_trace_index_follows_stores_replacements_and_evictions() -> None:
 
 def test_collapsed_spans_are_hidden_and_their_children_reparented() -> None:
     store = SpanStore(max_spans=100)
-    store.add_rows(engine_rows(compact_spans(records(), EPOCH, "iii"), ShapeTable()))
+    store.add_rows(engine_rows(compact_spans(records(), EPOCH, "iii")))
     grand = {
         **span_of(rows(1)[0]),
         "trace_id": TRACE,
