@@ -185,6 +185,11 @@ class StreamCarrier:
         return try_write_fd(self._fd, data)
 
     async def write_raw(self, data: bytes) -> None:
+        rest = self.try_write(data)  # as send_many: no send_all for what goes at once
+        if rest is not None:
+            if not rest:
+                return
+            data = rest
         async with self._send_lock:
             try:
                 await self.stream.send_all(data)

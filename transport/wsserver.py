@@ -229,6 +229,13 @@ class WebSocketServerConnection:
     async def write_raw(self, data: bytes) -> None:
         if self._closed:
             raise CarrierClosed()
+        # The engine's writer flushes its batches here: what the kernel takes at once goes
+        # without trio's send_all (a checkpoint and a reschedule per write).
+        rest = self.try_write(data)
+        if rest is not None:
+            if not rest:
+                return
+            data = rest
         await self._write(data)
 
     async def send_many(self, payloads: list[bytes]) -> None:
