@@ -171,7 +171,30 @@ class RabbitBroker(AmqpLink):
                 spec.name, generation, window, urgent, c, m, p, b
             ),
         )
+        # A cancel by the broker is ours to handle: the blocking wrapper's own handler looks the
+        # consumer up among its own consumers (it has none) and raises.
+        impl = ch._impl
+        impl.callbacks.remove(
+            impl.channel_number, pika.spec.Basic.Cancel, ch._on_consumer_cancelled_by_broker
+        )
+        impl.add_on_cancel_callback(lambda _frame: self._cancelled(spec.name, ch))
         self._consumers[spec.name] = ch
+
+    def _cancelled(self, name: str, ch: Channel) -> None:
+        """(I/O loop) The broker cancelled a consumer: its queue was deleted behind our back.
+        Declare it again and consume again (an enqueue would declare it, but nothing would
+        take what it holds)."""
+        log.warning(
+            "rabbitmq cancelled a consumer (its queue deleted?); declaring it again", queue=name
+        )
+
+        def again() -> None:
+            spec = self._specs.get(name)
+            if spec is not None and name in self._consumed and self._consumers.get(name) is ch:
+                self._declare_sync(spec)
+                self._consume_sync(spec)
+
+        self._later(again)
 
     def _stop_consuming_sync(self, name: str) -> None:
         ch = self._consumers.pop(name, None)

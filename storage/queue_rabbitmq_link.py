@@ -262,6 +262,12 @@ class AmqpLink:
     def _on_dropped(self) -> None:
         """(thread) The connection is gone, with every channel of it."""
 
+    def _later(self, run: Callable[[], None]) -> None:
+        """(thread, in an I/O loop callback, which must not wait for the broker) Run ``run``
+        at the next turn of the thread's loop, where it may."""
+        self._ops.append(_Op(run, None, math.inf, False))
+        self._ask_return()
+
     def _open_publisher(self, conn: pika.BlockingConnection) -> Any:
         """A channel in confirm mode whose publishes are not waited for one by one: the
         asynchronous channel under a blocking one (pika's ``BlockingChannel`` would wait for

@@ -177,6 +177,27 @@ def test_a_queue_deleted_behind_the_adapter_fails_only_the_calls_that_name_it(
     assert call(q.client, "engine::queue::dlq_messages", {"queue": other}) == []
 
 
+def test_a_consumed_queue_deleted_behind_the_adapter_is_declared_and_consumed_again(
+    vhost: str, queue_engine: Callable[..., QueueDeployment]
+) -> None:
+    """RabbitMQ cancels the consumers of a deleted queue: the adapter declares the queue again
+    and consumes again, so jobs enqueued afterwards are processed."""
+    name = qname()
+    q = queue_engine(rabbit_block(vhost, {name: {}}))
+    job = Recorder()
+    q.register("test::ragain", job)
+    enqueue(q.client, "test::ragain", {"n": 0}, queue=name)
+    job.wait_keys(1, 20.0)
+    rabbitmqctl("-p", vhost, "delete_queue", f"iii.__fn_queue::{name}.queue")
+    wait_for(lambda: "rabbitmq cancelled a consumer" in q.engine.log_text(), 20.0)
+    for n in range(1, 4):
+        enqueue(q.client, "test::ragain", {"n": n}, queue=name)
+    job.wait_keys(4, 20.0)
+    assert sorted(job.seen) == [0, 1, 2, 3]
+    log = q.engine.log_text()  # recovered by itself, not by a reconnect after an error
+    assert "rabbitmq adapter thread error" not in log and "reconnecting" not in log
+
+
 @pytest.mark.serial  # it restarts the shared broker: nothing else may use it meanwhile
 def test_a_broker_restart_under_load_loses_no_job(
     vhost: str, queue_engine: Callable[..., QueueDeployment]
