@@ -178,6 +178,15 @@ class StreamCarrier:
 
     frame = staticmethod(encode_frame)
 
+    @property
+    def writes_directly(self) -> bool:
+        """Whether ``try_write`` can write (a socket, not another kind of stream)."""
+        return self._fd >= 0
+
+    def has_buffered(self) -> bool:
+        """Frames already read and not yet received: the current burst goes on."""
+        return bool(self._ready)
+
     def try_write(self, data: bytes) -> bytes | None:
         """Write now if nothing else is writing; the unsent rest, or None (busy: queue it)."""
         if self._fd < 0 or self._send_lock.locked():

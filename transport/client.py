@@ -12,6 +12,7 @@ timer for every call's deadline instead of a task and a cancel scope each.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import math
@@ -30,6 +31,7 @@ import trio
 from transport import codec
 from transport import messages as m
 from transport.carrier import Carrier, CarrierClosed, StreamCarrier, WebSocketCarrier
+from transport.framing import encode_frame
 from transport.oversize import MAX_MESSAGE, Oversized, too_large_text
 from transport.tracecontext import current, trace_fields
 
@@ -93,6 +95,13 @@ class _TriggerType:
     message: m.RegisterTriggerType
     on_register: BindingHandler
     on_unregister: BindingHandler
+
+
+@attrs.frozen
+class _Framed:
+    """Bytes already framed for the link: the rest of a direct write."""
+
+    data: bytes
 
 
 class _InvocationIds:
@@ -172,7 +181,13 @@ class BusClient:
         self._deadlines: list[tuple[float, str]] = []  # heap of the calls' (deadline, id)
         self._timer: trio.CancelScope | None = None
         self._ids = _InvocationIds()
-        self._send, self._recv = trio.open_memory_channel[Any](math.inf)
+        # What goes to the bus: messages, or a framed rest a direct write left (_Framed).
+        self._outbox: collections.deque[Any] = collections.deque()
+        self._outbox_filled = trio.Event()  # the writer's wake-up
+        self._writing = False  # the writer holds messages it has not finished writing
+        self._in_burst = False  # the reader is handling frames that arrived together
+        # A local link is written from the reader at the end of each burst (below).
+        self._direct = isinstance(carrier, StreamCarrier) and carrier.writes_directly
         self._binding_send, self._binding_recv = trio.open_memory_channel[Any](math.inf)
         self._triggers: dict[str, m.RegisterTrigger] = {}
         self._connected = False
@@ -448,7 +463,9 @@ class BusClient:
     # -- running -----------------------------------------------------------------------
 
     def _queue(self, msg: Any) -> None:
-        self._send.send_nowait(msg)
+        self._outbox.append(msg)
+        if not self._in_burst:  # the reader flushes at the end of its burst
+            self._outbox_filled.set()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until the bus link closes (EOF means the supervisor is gone: we exit)."""
@@ -495,20 +512,66 @@ class BusClient:
             self._queue(trigger)
 
     async def _writer(self) -> None:
-        async for first in self._recv:
-            msgs = [first]
-            while len(msgs) < 256:
-                try:
-                    msgs.append(self._recv.receive_nowait())
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-            batch = [p for p in map(self._encode, msgs) if p is not None]
-            if not batch:
-                continue
+        outbox = self._outbox
+        while True:
+            await self._outbox_filled.wait()
+            self._outbox_filled = trio.Event()
+            if not outbox:
+                continue  # the reader wrote it meanwhile
+            msgs = [outbox.popleft() for _ in range(min(len(outbox), 256))]
+            if outbox:
+                self._outbox_filled.set()
+            self._writing = True
             try:
-                await self.carrier.send_many(batch)
+                if self._direct:
+                    await self.carrier.write_raw(self._frames(msgs))  # type: ignore[attr-defined]
+                else:
+                    batch = [p for p in map(self._encode, msgs) if p is not None]
+                    if batch:
+                        await self.carrier.send_many(batch)
             except CarrierClosed:
                 return
+            finally:
+                self._writing = False
+
+    def _frames(self, msgs: list[Any]) -> bytes:
+        """The messages framed for a local link, in order (a _Framed rest as it is)."""
+        parts = []
+        for msg in msgs:
+            if type(msg) is _Framed:
+                parts.append(msg.data)
+            else:
+                payload = self._encode(msg)
+                if payload is not None:
+                    parts.append(encode_frame(payload))
+        return b"".join(parts)
+
+    def _flush_burst(self) -> None:
+        """The end of a burst of input on a local link: write what handling it queued now,
+        from the reader, instead of waking the writer for it (a task switch per burst). A rest
+        the socket did not take, or a busy writer, leaves the rest to the writer, in order."""
+        self._in_burst = False
+        outbox = self._outbox
+        if not outbox:
+            return
+        if self._writing or len(outbox) > 256:
+            self._outbox_filled.set()
+            return
+        msgs = list(outbox)
+        outbox.clear()  # what _frames queues meanwhile (an oversize answer's callback) stays
+        data = self._frames(msgs)
+        if not data:
+            return
+        try:
+            rest = self.carrier.try_write(data)  # type: ignore[attr-defined]
+        except CarrierClosed:
+            return  # the reader sees the link close next
+        if rest:
+            outbox.append(_Framed(rest))
+            self._outbox_filled.set()
+        elif rest is None:  # cannot happen while the writer is idle; keep the order anyway
+            outbox.append(_Framed(data))
+            self._outbox_filled.set()
 
     def _encode(self, msg: Any) -> bytes | None:
         """The message's bytes; over the bus's limit, what SDK 0.25 sends instead: an error
@@ -548,15 +611,26 @@ class BusClient:
             except CarrierClosed:
                 log.info("bus link closed")
                 return
-            if isinstance(raw, Oversized):  # only on a carrier told to refuse, not ours
-                continue
-            try:
-                msg = codec.decode(raw)
-            except codec.DecodeError as exc:
-                log.warning("undecodable frame from the bus", reason=exc.reason)
-                continue
-            if msg is not None:
-                self._handle(msg)
+            if self._direct:
+                self._in_burst = True
+                try:
+                    self._take(raw)
+                finally:
+                    if not self.carrier.has_buffered():  # type: ignore[attr-defined]
+                        self._flush_burst()
+            else:
+                self._take(raw)
+
+    def _take(self, raw: Any) -> None:
+        if isinstance(raw, Oversized):  # only on a carrier told to refuse, not ours
+            return
+        try:
+            msg = codec.decode(raw)
+        except codec.DecodeError as exc:
+            log.warning("undecodable frame from the bus", reason=exc.reason)
+            return
+        if msg is not None:
+            self._handle(msg)
 
     def _handle(self, msg: Any) -> None:
         assert self._nursery is not None

@@ -156,3 +156,37 @@ def test_call_ids_are_canonical_uuid4_strings_and_never_repeat() -> None:
     assert len(set(seen)) == len(seen)
     assert all(_CANONICAL_UUID.fullmatch(i) and uuid.UUID(i).version == 4 for i in seen)
     assert _InvocationIds().next()[:24] != seen[0][:24]  # each client its own random prefix
+
+
+async def test_on_a_socket_a_burst_is_answered_from_the_reader_in_order() -> None:
+    """A local link (a real socketpair): the answers to frames that arrived together are
+    written by the reader at the end of the burst, in order, before and after a handler that
+    answers from a task (the writer's path)."""
+    a, b = trio.socket.socketpair()
+    ours, theirs = trio.SocketStream(a), trio.SocketStream(b)
+
+    def echo(data: Any, ctx: InvocationContext) -> Any:
+        return data
+
+    async def slow(data: Any, ctx: InvocationContext) -> Any:
+        await trio.sleep(0.01)
+        return data
+
+    client = BusClient(StreamCarrier(ours), name="t")
+    assert client._direct
+    client.register_inline("t::echo", echo)
+    client.register_function("t::slow", slow)
+    bus = Bus(StreamCarrier(theirs))
+    async with trio.open_nursery() as nursery:
+        await nursery.start(client.run)
+        ids = [str(uuid.uuid4()) for _ in range(200)]
+        burst = [m.InvokeFunction("t::echo", i, ids[i]) for i in range(100)]
+        burst.append(m.InvokeFunction("t::slow", "slow", ids[100]))
+        burst += [m.InvokeFunction("t::echo", i, ids[i]) for i in range(101, 200)]
+        await bus.carrier.send_many([codec.encode(msg) for msg in burst])
+        answers = [await bus.next(m.InvocationResult) for _ in range(200)]
+        nursery.cancel_scope.cancel()
+    fast = [a.result for a in answers if a.result != "slow"]
+    assert fast == [i for i in range(200) if i != 100]
+    assert answers[-1].result == "slow"
+    assert [a.invocation_id for a in answers if a.result != "slow"] == ids[:100] + ids[101:]
