@@ -23,8 +23,10 @@ processes of their own:
 
 Fairness, as far as it goes: the iii producer waits for an acknowledgement per job and the
 others wait for none, so it keeps 8 enqueues in flight where theirs keep as many as the socket
-buffers take. Before 2026-12-03 the iii producer ran 8 threads of sync calls in this process;
-the ``--sdk-sync`` rows keep that producer's shape (in its own process now).
+buffers take (``--in-flight`` raises it). The default engine also records a span per
+invocation (2 per job) for iii-observability; they trace nothing. Until 2026-12-03 14:00 the iii
+producer ran 8 threads of sync calls in this process; the ``--sdk-sync`` rows keep that
+producer's shape (in its own process now).
 
 RabbitMQ runs use a vhost of their own, deleted afterwards. ``python -m tests.perf.bench_queue
 [N] [ROUNDS] [--only WORD,...] [--in-flight K] [--sdk-sync]`` (default 20,000 jobs, 1 round;
