@@ -210,11 +210,11 @@ def test_live_spans_announce_a_long_call_once_and_its_end_replaces_it() -> None:
     assert tracing._announced == set()
 
 
-def test_live_spans_follow_the_field_then_the_env_then_the_exporter() -> None:
+def test_live_spans_follow_the_field_then_the_env_and_are_opt_in() -> None:
     from supervisor.engine.tracing import live_spans_of
 
-    assert live_spans_of({"exporter": "memory"}, env={})
-    assert not live_spans_of({"exporter": "otlp"}, env={})
-    assert not live_spans_of({"exporter": "memory", "live_spans": False}, env={})
+    assert not live_spans_of({"exporter": "memory"}, env={})
+    assert live_spans_of({"exporter": "memory", "live_spans": True}, env={})
+    assert not live_spans_of({"live_spans": False}, env={"OTEL_LIVE_SPANS": "1"})
     assert live_spans_of({"exporter": "both"}, env={"OTEL_LIVE_SPANS": "1"})
-    assert not live_spans_of({}, env={"OTEL_EXPORTER_TYPE": "otlp"})
+    assert not live_spans_of({}, env={"OTEL_LIVE_SPANS": "false"})
