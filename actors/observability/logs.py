@@ -11,7 +11,6 @@ from collections.abc import Iterator
 from typing import Any, Final
 
 from actors.runtime import Payload
-from transport.jsonshape import json_type
 
 __all__ = ["LEVELS", "LogStore", "list_logs", "log_record"]
 
@@ -91,23 +90,14 @@ def log_record(level: str, data: Any, *, now_ns: int) -> Log:
     }
 
 
-def _opt_int(p: Payload, key: str) -> int | None:
-    value = p.data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise p.error(f"`{key}`: invalid type: {json_type(value)}, expected an integer")
-    return value
-
-
 def list_logs(store: LogStore | None, data: Any, *, now_ns: int) -> dict[str, Any]:
     """``engine::logs::list``: newest first, ``total`` before pagination; with logs disabled
     (no store) an empty result without ``query``."""
     p = Payload("engine::logs::list", data)
     timestamp = now_ns // 1_000_000
-    start, end = _opt_int(p, "start_time"), _opt_int(p, "end_time")
-    severity_min = _opt_int(p, "severity_min")
-    offset, limit = _opt_int(p, "offset") or 0, _opt_int(p, "limit")
+    start, end = p.opt_int("start_time"), p.opt_int("end_time")
+    severity_min = p.opt_int("severity_min")
+    offset, limit = p.opt_int("offset") or 0, p.opt_int("limit")
     if offset < 0 or (limit is not None and limit < 0):
         raise p.error("`offset` and `limit` must not be negative")
     trace_id, span_id = p.opt_str("trace_id"), p.opt_str("span_id")

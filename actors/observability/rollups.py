@@ -23,7 +23,6 @@ from typing import Any, Final
 from actors.observability.alerts import CALLS, ERRORS, Sample
 from actors.runtime import Payload
 from transport.client import FunctionError
-from transport.jsonshape import json_type
 
 __all__ = [
     "KEEP",
@@ -313,26 +312,17 @@ def _histogram(point: dict[str, Any]) -> Histogram | None:
     return (count, total, _float(point.get("min")), _float(point.get("max")), bounds, counts)
 
 
-def _opt_int(p: Payload, key: str) -> int | None:
-    value = p.data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise p.error(f"`{key}`: invalid type: {json_type(value)}, expected an integer")
-    return value
-
-
 def list_rollups(store: RollupStore | None, data: Any, *, now_ns: int) -> dict[str, Any]:
     """``engine::rollups::list``: the buckets of ``level`` (0 = 1 min, default; 1 = 5 min;
     2 = 1 h) overlapping [start_time, end_time] (ms; default the last hour), by metric name and
     time; ``message`` and no rows when metrics are disabled."""
     p = Payload("engine::rollups::list", data)
     now_ms = now_ns // _MS
-    start, end = _opt_int(p, "start_time"), _opt_int(p, "end_time")
+    start, end = p.opt_int("start_time"), p.opt_int("end_time")
     for key, value in (("start_time", start), ("end_time", end)):
         if value is not None and abs(value) > _MAX_MS:
             raise FunctionError("time_value_overflow", f"`{key}` ({value} ms) is out of range")
-    level = _opt_int(p, "level")
+    level = p.opt_int("level")
     if level is not None and not 0 <= level < len(LEVELS):
         raise p.error("`level`: expected 0 (1 min), 1 (5 min) or 2 (1 h)")
     name = p.opt_str("metric_name")

@@ -57,6 +57,15 @@ class Payload:
             raise self.error(f"`{key}`: invalid type: {json_type(value)}, expected a string")
         return value
 
+    def opt_int(self, key: builtins.str) -> int | None:
+        """An integer field or None (booleans are not integers here, as in serde)."""
+        value = self.data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(f"`{key}`: invalid type: {json_type(value)}, expected an integer")
+        return value
+
     def opt_bool(self, key: builtins.str, default: bool = False) -> bool:
         value = self.data.get(key)
         if value is None:

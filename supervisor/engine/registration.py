@@ -170,14 +170,7 @@ class Registrar:
             log.info("function registration not allowed for this session", id=msg.id)
             return
         if msg.id.startswith("engine::") and ns != DEFAULT:
-            conn.send(
-                m.RegistrationRejected(
-                    code="FUNCTION_NAMESPACE_CONFLICT",
-                    namespace=ns,
-                    function_id=msg.id,
-                    owner_worker_id="",
-                )
-            )
+            conn.send(_conflict(ns, msg.id, ""))
             return
         key = (ns, msg.id)
         functions = self.bus.functions
@@ -185,14 +178,7 @@ class Registrar:
         if current is not None and current.in_engine and conn.kind != "local":
             # Stricter than upstream (PROTOCOL.md §6.3, §19.1 item 9): a worker may not take
             # an engine built-in's id; only our own actors stand in for one (engine::log::*).
-            conn.send(
-                m.RegistrationRejected(
-                    code="FUNCTION_NAMESPACE_CONFLICT",
-                    namespace=ns,
-                    function_id=msg.id,
-                    owner_worker_id="",
-                )
-            )
+            conn.send(_conflict(ns, msg.id, ""))
             log.warning(
                 "function id is an engine built-in: registration refused",
                 function_id=msg.id,
@@ -203,14 +189,7 @@ class Registrar:
             holder = current.owner
             if holder is not None and holder is not conn:
                 if self.bus.live(holder):
-                    conn.send(
-                        m.RegistrationRejected(
-                            code="FUNCTION_NAMESPACE_CONFLICT",
-                            namespace=ns,
-                            function_id=msg.id,
-                            owner_worker_id=holder.worker_id,
-                        )
-                    )
+                    conn.send(_conflict(ns, msg.id, holder.worker_id))
                     log.warning(
                         "function id conflict",
                         function_id=msg.id,
@@ -456,3 +435,13 @@ class Registrar:
             for ns in {conn.ns, DEFAULT}:
                 if bus.names.get((ns, conn.name)) is conn:
                     del bus.names[(ns, conn.name)]
+
+
+def _conflict(namespace: str, function_id: str, owner_worker_id: str) -> m.RegistrationRejected:
+    """The one non-fatal refusal the SDKs know (they log it and keep running)."""
+    return m.RegistrationRejected(
+        code="FUNCTION_NAMESPACE_CONFLICT",
+        namespace=namespace,
+        function_id=function_id,
+        owner_worker_id=owner_worker_id,
+    )
