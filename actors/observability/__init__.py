@@ -19,6 +19,7 @@ applies to trace trees.
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 
@@ -37,6 +38,20 @@ from transport.client import FunctionError
 __all__ = ["BLOCK", "ObservabilityService", "Settings", "parse_config", "serve"]
 
 log = structlog.get_logger("iii-observability")
+
+# Full collections at most every this many younger ones (CPython's default is 10). The span store
+# holds up to a million rows the collector does not track, but every full collection still walks
+# the dict and deque holding them (a cache miss per row), and CPython schedules full collections
+# by the number of *tracked* long-lived objects, which stays small: at the default a full
+# collection came every ~30 batches and cost ~2 us per span stored (3.4 -> 1.2 us per span
+# ingested at 650k rows, in process). Cycles still die in the younger generations as before.
+FULL_COLLECTION_EVERY = 1000
+
+
+def tune_gc() -> None:
+    young, middle, _ = gc.get_threshold()
+    gc.set_threshold(young, middle, FULL_COLLECTION_EVERY)
+
 
 ENTRY_ID = "iii-observability"
 BOOT_READ_TIMEOUT = 2.0  # how long the start waits for the configuration worker's value
@@ -81,6 +96,7 @@ async def serve(ctx: ActorContext[ObservabilityBlock]) -> None:
     block = ctx.block if ctx.raw else parse_config(observability.DEFAULTS)
     block = await _stored_block(ctx) or block
     settings = resolve(block, os.environ)
+    tune_gc()
     async with trio.open_nursery() as nursery:
         service = ObservabilityService(ctx.client, settings, rng=random.Random())
         await service.start(nursery)
