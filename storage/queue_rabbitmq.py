@@ -171,11 +171,6 @@ class RabbitBroker(AmqpLink):
                 spec.name, generation, window, urgent, c, m, p, b
             ),
         )
-        assert self._reader is not None
-        self._reader.consume(
-            ch._impl,
-            lambda c, m, p, b: self._on_message(spec.name, generation, window, urgent, c, m, p, b),
-        )
         # A cancel by the broker is ours to handle: the blocking wrapper's own handler looks the
         # consumer up among its own consumers (it has none) and raises.
         impl = ch._impl

@@ -37,14 +37,11 @@ from typing import Any, Final
 
 import attrs
 import pika
-import pika.adapters.utils.io_services_utils
 import pika.exceptions
 import structlog
 import trio
 
 from storage.errors import StorageUnavailableError
-from storage.queue_amqp_frames import publish_frames
-from storage.queue_amqp_reader import FastReader
 from storage.queue_broker import Delivery, QueueNotFoundError
 from storage.queue_confirms import ConfirmTracker
 from storage.queue_rabbitmq_acks import AckWindow
@@ -71,7 +68,6 @@ CONNECTION_ERRORS: Final = (
 )
 
 Channel = Any  # pika.adapters.blocking_connection.BlockingChannel (pika ships no types)
-_PLAIN_TRANSPORT: Final = pika.adapters.utils.io_services_utils._AsyncPlaintextTransport
 
 
 @attrs.frozen
@@ -137,24 +133,6 @@ class _Cork:
         else:
             self._emit(data)
 
-    def _send_now(self, data: bytes) -> int:
-        """Send what the socket takes at once, when pika's transport holds nothing to send
-        before it: how many bytes went. pika's own ``write`` only buffers and turns on a
-        writability watcher, so each buffer would cost two ``epoll_ctl`` and a turn of its
-        loop more. Plain TCP only (a TLS transport writes through its own state); the rest,
-        and any error, is left to pika's transport."""
-        transport = self._impl._transport
-        if (
-            type(transport) is not _PLAIN_TRANSPORT
-            or transport._state != transport._STATE_ACTIVE
-            or transport.get_write_buffer_size()
-        ):
-            return 0
-        try:
-            return int(transport._sock.send(data))
-        except OSError:  # would block, or broken: pika's transport handles it
-            return 0
-
     def hold(self) -> None:
         self._holding = True
 
@@ -164,9 +142,7 @@ class _Cork:
             data = b"".join(self._held)
             self._held.clear()
             try:
-                sent = self._send_now(data)
-                if sent < len(data):
-                    self._emit(data[sent:] if sent else data)
+                self._emit(data)
             except Exception:
                 if self._impl.is_open:
                     raise
@@ -207,7 +183,6 @@ class AmqpLink:
         self._publisher: Any = None  # pika.channel.Channel in confirm mode: every publish
         self._confirms: ConfirmTracker[_Op] = ConfirmTracker()
         self._cork: _Cork | None = None  # the connection's writes, held while ops run
-        self._reader: FastReader | None = None  # the connection's hot inbound frames
         self._inbox: list[Delivery] = []  # deliveries, handed to trio in one go
         self._answered: list[_Op] = []  # finished operations, likewise
         self._wake_pending = False  # woken since the thread last drained the queue
@@ -275,7 +250,6 @@ class AmqpLink:
         self._conn = conn
         self._generation += 1
         self._cork = _Cork(conn._impl)
-        self._reader = FastReader(conn._impl)
         self._admin = conn.channel()
         self._publisher = self._open_publisher(conn)
         self._on_connected()
@@ -306,10 +280,6 @@ class AmqpLink:
             ack_nack_callback=lambda frame: self._on_confirm(tracker, frame),
             callback=lambda _frame: ready.append(True),
         )
-        assert self._reader is not None
-        self._reader.confirm(
-            channel, lambda tag, multiple: self._confirmed(tracker, True, tag, multiple)
-        )
         channel.add_on_close_callback(lambda _ch, _reason: self._ask_return())
         channel.add_on_return_callback(
             lambda _ch, method, props, _body: tracker.returned(props.message_id, method.routing_key)
@@ -325,12 +295,7 @@ class AmqpLink:
     def _on_confirm(self, tracker: ConfirmTracker[_Op], frame: Any) -> None:
         method = frame.method
         acked = isinstance(method, pika.spec.Basic.Ack)
-        self._confirmed(tracker, acked, method.delivery_tag, method.multiple)
-
-    def _confirmed(
-        self, tracker: ConfirmTracker[_Op], acked: bool, tag: int, multiple: bool
-    ) -> None:
-        for op, routed in tracker.confirmed(tag, multiple):
+        for op, routed in tracker.confirmed(method.delivery_tag, method.multiple):
             if acked:
                 op.result = routed
             else:
@@ -614,31 +579,9 @@ class AmqpLink:
         ch = self._publisher
         if ch is None:
             raise pika.exceptions.AMQPConnectionError("not connected")
-        impl: Any = self._conn._impl if self._conn is not None else None
-        frames = None
-        if impl is not None and ch.is_open:
-            frames = publish_frames(
-                ch.channel_number,
-                publish.exchange,
-                publish.routing_key,
-                publish.body,
-                publish.properties,
-                impl._body_max_length,
-            )
-        if frames is None:  # what the encoder does not write: pika's (which checks the channel)
-            ch.basic_publish(
-                publish.exchange,
-                publish.routing_key,
-                publish.body,
-                publish.properties,
-                mandatory=True,
-            )
-        else:  # as pika's own output: counted for its heartbeats, through the cork
-            assert impl is not None
-            data = b"".join(frames)
-            impl.bytes_sent += len(data)
-            impl.frames_sent += len(frames)
-            impl._adapter_emit_data(data)
+        ch.basic_publish(
+            publish.exchange, publish.routing_key, publish.body, publish.properties, mandatory=True
+        )
         self._confirms.sent(op, publish.properties.message_id, publish.routing_key)
 
     def _publish_wait(self, exchange: str, routing_key: str, body: bytes, props: Any) -> bool:
