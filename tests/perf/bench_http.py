@@ -33,6 +33,7 @@ from typing import Any
 import attrs
 import trio
 
+from tests.perf._procs import cpu_seconds
 from tests.support import REPO, EngineProcess, find_process, free_port, wait_port
 
 CONCURRENCY = (1, 8, 64)
@@ -258,11 +259,6 @@ async def bursts(port: int, prefix: str, rounds: int) -> tuple[list[float], list
     for c in conns:
         await c.aclose()
     return singles, eights
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def spawn(*args: str, env: dict[str, str] | None = None, log: Path) -> subprocess.Popen[bytes]:

@@ -22,6 +22,7 @@ import orjson
 import trio
 
 from tests.perf._leanws import LeanClient
+from tests.perf._procs import cpu_of, cpu_seconds, descendants
 from tests.support import REPO, EngineProcess, free_port, wait_port
 
 PAYLOAD = {"order": 42, "items": ["a", "b", "c"], "note": "x" * 64}
@@ -29,38 +30,10 @@ DURATION = 3.0
 WARMUP = 0.5
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process: its CPU cost, independent of what else the machine runs."""
-    import os
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def actors_cpu(engine_pid: int) -> float:
     """CPU seconds of the processes the engine spawned (the default config's actors, whose
     work for each call — span ingestion — competes for the same cores)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-            except OSError:
-                continue
-    total = 0.0
-    frontier = [engine_pid]
-    while frontier:
-        parent = frontier.pop()
-        for pid, pp in parents.items():
-            if pp == parent:
-                frontier.append(pid)
-                try:
-                    total += cpu_seconds(pid)
-                except OSError:
-                    continue
-    return total
+    return cpu_of(descendants(engine_pid))
 
 
 def pct(values: list[float], q: float) -> float:

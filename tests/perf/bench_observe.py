@@ -25,9 +25,9 @@ import orjson
 import trio
 
 from tests.perf._leanws import LeanClient
+from tests.perf._procs import cpu_seconds
 from tests.perf.bench_invoke import (
     PAYLOAD,
-    cpu_seconds,
     engine_msg,
     engine_reply,
     run_callers,

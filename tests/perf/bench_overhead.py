@@ -42,6 +42,7 @@ import trio
 from manifests.blocks.observability import DEFAULTS, INGEST_FUNCTION_ID
 from tests.perf import bench_http as H
 from tests.perf import bench_invoke as inv
+from tests.perf._procs import cpu_of, cpu_seconds, descendants
 from tests.support import REPO, EngineProcess, find_process, free_port, wait_port
 
 OFF = {"name": "iii-observability", "config": {"enabled": False, "metrics_enabled": False}}
@@ -115,9 +116,9 @@ def http_table(tmp: Path, requests: int, rounds: int) -> list[str]:
         done: dict[str, int] = dict.fromkeys(sides, 0)
         for _ in range(rounds):
             for side, (port, prefix, pids) in sides.items():
-                before = sum(H.cpu_seconds(p) for p in pids)
+                before = sum(cpu_seconds(p) for p in pids)
                 res = trio.run(http_load, port, prefix, requests)
-                cpu[side] += sum(H.cpu_seconds(p) for p in pids) - before
+                cpu[side] += sum(cpu_seconds(p) for p in pids) - before
                 done[side] += res.requests
                 runs[side].append(res)
         figures: dict[str, dict[str, float]] = {}
@@ -172,37 +173,6 @@ def http_table(tmp: Path, requests: int, rounds: int) -> list[str]:
 # -- 2. invoke round trip, observability off / on / no ingestion -----------------------------
 
 
-def descendants(root: int) -> list[int]:
-    """The pids of every process below ``root`` (the engine's actors)."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-            except OSError:
-                continue
-    out: list[int] = []
-    frontier = [root]
-    while frontier:
-        parent = frontier.pop()
-        kids = [pid for pid, pp in parents.items() if pp == parent]
-        out += kids
-        frontier += kids
-    return out
-
-
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            total += inv.cpu_seconds(pid)
-        except OSError:
-            continue  # gone (a restarted actor): its successor is counted from the next round
-    return total
-
-
 def own_cpu() -> float:
     return time.process_time()  # the callers run in this process
 
@@ -254,18 +224,18 @@ def invoke_table(
                 one = trio.run(inv.run_callers, eng.url, 1, inv.engine_msg, inv.engine_reply, True)
                 actors = descendants(eng.proc.pid)
                 before = (
-                    inv.cpu_seconds(eng.proc.pid),
+                    cpu_seconds(eng.proc.pid),
                     cpu_of(actors),
-                    inv.cpu_seconds(callees[label]),
+                    cpu_seconds(callees[label]),
                     own_cpu(),
                 )
                 many = trio.run(
                     inv.run_callers, eng.url, 16, inv.engine_msg, inv.engine_reply, True
                 )
                 after = (
-                    inv.cpu_seconds(eng.proc.pid),
+                    cpu_seconds(eng.proc.pid),
                     cpu_of(actors),
-                    inv.cpu_seconds(callees[label]),
+                    cpu_seconds(callees[label]),
                     own_cpu(),
                 )
                 calls = max(1, many["calls"])

@@ -58,6 +58,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.perf._procs import cpu_of, descendants
 from tests.support import BIN, REPO, EngineProcess, WorkerProcess, port_open, sdk_client, wait_for
 
 JOBS = 20_000
@@ -68,37 +69,6 @@ SDK_SYNC = False  # --sdk-sync: sync producer threads and a sync handler, as the
 # the same run, marked "[baseline]": before and after side by side.
 BASELINE = os.environ.get("BENCH_QUEUE_BASELINE")
 TIMEOUT = 600.0
-TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes so far (gone ones count 0)."""
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / TICK
-
-
-def process_tree(root: int) -> list[int]:
-    """``root`` and its descendants (the engine's actors and their keepers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry.name))
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo += children.get(pid, [])
-    return out
 
 
 def rabbitmq_pids() -> list[int]:
@@ -249,10 +219,15 @@ def bench_iii(
         wanted = {"engine::queue::enqueue", "bench::noop", "bench::produce"}
         wait_for(lambda: wanted <= listed(), 30.0, 0.1)
         assert engine.proc is not None
-        pids = [*process_tree(engine.proc.pid), consumer.proc.pid, producer.proc.pid, os.getpid()]
+        pids = [
+            *[engine.proc.pid, *descendants(engine.proc.pid)],
+            consumer.proc.pid,
+            producer.proc.pid,
+            os.getpid(),
+        ]
         if rabbit:
             pids += rabbitmq_pids()
-        cpu = cpu_seconds(pids)
+        cpu = cpu_of(pids)
         began = time.perf_counter()
         client.trigger(
             {
@@ -265,7 +240,7 @@ def bench_iii(
         seconds = time.perf_counter() - began
         if failed.exists():
             raise RuntimeError(f"the producer failed: {failed.read_text()[-400:]}")
-        return Measured(seconds, cpu_seconds(pids) - cpu)
+        return Measured(seconds, cpu_of(pids) - cpu)
     finally:
         producer.stop()
         consumer.stop()
@@ -336,12 +311,12 @@ def bench_external(
         benchapp = importlib.import_module("benchapp")  # the producer side of the same app
 
         time.sleep(3.0)  # the worker connects and declares its queue
-        pids = [*process_tree(worker.pid), os.getpid(), *rabbitmq_pids()]
-        cpu = cpu_seconds(pids)
+        pids = [worker.pid, *descendants(worker.pid), os.getpid(), *rabbitmq_pids()]
+        cpu = cpu_of(pids)
         began = time.perf_counter()
         produce(benchapp)
         wait_for(mark.exists, TIMEOUT, interval=0.005)
-        return Measured(time.perf_counter() - began, cpu_seconds(pids) - cpu)
+        return Measured(time.perf_counter() - began, cpu_of(pids) - cpu)
     finally:
         sys.path.remove(str(tmp))
         sys.modules.pop("benchapp", None)
