@@ -389,10 +389,12 @@ def main() -> None:
         actor: subprocess.Popen[bytes] | None = None
         if not args.own_process:  # the supervisor starts the actor (socketpair bus link)
             engine = EngineProcess(
-                {"workers": [{"name": "iii-http", "config": http_config}]}, tmp
+                {"workers": [{"name": "iii-http", "config": http_config}]},
+                tmp,
+                env={"III_LOG_LEVEL": "info"},
             ).start()
         else:  # the actor as its own process, on a WebSocket to the engine
-            engine = EngineProcess({"workers": []}, tmp).start()
+            engine = EngineProcess({"workers": []}, tmp, env={"III_LOG_LEVEL": "info"}).start()
             config = tmp / "iii-http.json"
             config.write_text(json.dumps(http_config))
             env = {"III_URL": engine.url, "III_ENGINE_URL": engine.url, "III_CONFIG": str(config)}
