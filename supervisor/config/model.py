@@ -94,6 +94,7 @@ class SuperviseSpec:
     working_dir: str | None = None
     env: dict[str, str] = attrs.field(factory=dict)
     inherit_env: bool = True
+    nice: int | None = None  # the scheduling niceness (-20..19); None: the supervisor's
     limits: Limits = Limits()
     log: LogSettings = LogSettings()
     replicas: int = 1  # room for the autoscaling milestone; only 1 is accepted today

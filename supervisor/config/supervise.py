@@ -82,6 +82,17 @@ def _int_at_least(low: int) -> Callable[[Any], int]:
     return parser
 
 
+def _int_between(low: int, high: int) -> Callable[[Any], int]:
+    def parser(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise FieldError(f"must be an integer, got {type_name(value)}")
+        if not low <= value <= high:
+            raise FieldError(f"must be between {low} and {high}")
+        return value
+
+    return parser
+
+
 def _number(low: float, high: float | None = None) -> Callable[[Any], float]:
     def parser(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -235,6 +246,7 @@ SUPERVISE_FIELDS: dict[str, Any] = {
     "working_dir": _optional(_name),
     "env": _env,
     "inherit_env": _bool,
+    "nice": _optional(_int_between(-20, 19)),
     "limits": {"memory": _optional(_memory), "nofile": _optional(_int_at_least(1))},
     "log": {
         "file": _bool,

@@ -11,7 +11,10 @@ Completion: while ``iii-observability::ingest`` is registered, a kept span is on
 tuples become a compact batch (``ENGINE_SPANS_KIND``: shared name/attribute shapes and one short
 row per span) only when a batch is flushed (every ``FLUSH_INTERVAL`` seconds or ``BATCH_SIZE``
 spans), sent to the ingest function fire-and-forget with ``source: "engine"``. While it is not
-registered nothing is kept and nothing is serialised. Calls to the ingest function itself get no
+registered nothing is kept and nothing is serialised. At most ``MAX_BATCHES_IN_FLIGHT`` batches
+are outstanding: while the actor is that far behind (it runs at a low CPU priority, and may be
+stopped), a batch is dropped and counted (``dropped_spans``, a warning every ``REPORT_EVERY``
+seconds) instead of queueing without end in front of its socket. Calls to the ingest function itself get no
 span (a flush would otherwise make the spans of the next one). With ``live_spans`` (WORKERS.md
 §10.1), a call still in flight at a flush and older than ``flush_interval`` is sent once as a
 pending span (end 0), which its finished span later replaces: calls shorter than that cost
@@ -49,6 +52,8 @@ log = structlog.get_logger(__name__)
 
 FLUSH_INTERVAL = 0.2
 BATCH_SIZE = 256
+MAX_BATCHES_IN_FLIGHT = 64  # 16k spans at BATCH_SIZE: ~1 s of a busy engine's calls
+REPORT_EVERY = 5.0
 SCOPE = "iii-supervisor"
 _SHAPES_MAX = 4096
 _NEW = "00-%032x-%016x-01"
@@ -81,6 +86,10 @@ class Tracing:
         self._announced: set[str] = set()  # in-flight calls already sent as live spans
         self.spans: list[SpanRecord] = []
         self.flushes = 0
+        self.max_in_flight = MAX_BATCHES_IN_FLIGHT
+        self.in_flight = 0  # batches sent and not answered yet
+        self.dropped_spans = 0  # in batches dropped while ``max_in_flight`` were outstanding
+        self._reported_at = -REPORT_EVERY
         # bus clock seconds → Unix nanoseconds
         self._epoch_ns = time.time_ns() - int(bus.clock() * 1e9)
         self._revision = -1
@@ -215,14 +224,33 @@ class Tracing:
             spans += self._still_running(self.bus.clock())
         if not spans or not self.ingest_live():
             return
+        if self.in_flight >= self.max_in_flight:
+            self._drop(len(spans))
+            return
         self.flushes += 1
         if len(self._shapes) > _SHAPES_MAX:
             self._shapes.clear()
         body = compact_spans(spans, self._epoch_ns, self.service_name, self._shapes)
+        self.in_flight += 1
         self.bus.internal_invoke(
             INGEST_FUNCTION_ID,
             {"kind": ENGINE_SPANS_KIND, "body": body, "source": "engine", "worker_id": None},
+            on_done=self._answered,
         )
+
+    def _answered(self, result: Any, err: ErrorBody | None) -> None:
+        self.in_flight -= 1
+
+    def _drop(self, count: int) -> None:
+        self.dropped_spans += count
+        now = self.bus.clock()
+        if now - self._reported_at >= REPORT_EVERY:
+            self._reported_at = now
+            log.warning(
+                "engine spans dropped: iii-observability is behind",
+                batches_in_flight=self.in_flight,
+                dropped_spans=self.dropped_spans,
+            )
 
     def _still_running(self, now: float) -> list[SpanRecord]:
         """Live spans of the calls in flight for at least ``flush_interval``, once each."""

@@ -11,7 +11,7 @@ and the death signal follows the *thread*, so it would kill healthy workers (§3
 Control protocol on ``III_KEEPER_FD`` (an AF_UNIX stream socket, JSON lines):
 
     supervisor → keeper   {"op":"run","argv":[…]} | {"op":"run","shell":"…"}
-                          + "supervisor_pid", "pass_fds", "rlimits", "sweep_grace",
+                          + "supervisor_pid", "pass_fds", "rlimits", "nice", "sweep_grace",
                             "orphan_grace", "catch_signals"
                           {"op":"kill"}   SIGKILL the whole tree now, then report as usual
     keeper → supervisor   {"ev":"hello","keeper_pid":…,"pgid":…,"start_time":…}
@@ -237,6 +237,9 @@ class Keeper:
             argv = ["/bin/sh", "-c", str(msg["shell"])]
         else:
             argv = [str(a) for a in msg.get("argv", ())]
+        nice = msg.get("nice")
+        if nice is not None:
+            self.set_nice(int(nice))
         signal.pthread_sigmask(signal.SIG_SETMASK, [])
         try:
             proc = subprocess.Popen(
@@ -269,6 +272,20 @@ class Keeper:
         st = _proc_stat(proc.pid)
         self.send(ev="spawned", pid=proc.pid, start_time=st[3] if st else None)
         return None
+
+    def set_nice(self, nice: int) -> None:
+        """The keeper's own niceness, which the worker inherits at fork: set before the worker
+        runs any code, and a refusal (a negative value without CAP_SYS_NICE) is reported
+        rather than fatal, as the worker still runs, at the supervisor's priority."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except OSError as exc:
+            current = os.getpriority(os.PRIO_PROCESS, 0)
+            self.send(
+                ev="log",
+                line=f"keeper: nice {nice} refused ({exc.strerror}); the worker runs at nice "
+                f"{current}: a negative nice needs root or CAP_SYS_NICE",
+            )
 
     def watch(self) -> int:
         while True:

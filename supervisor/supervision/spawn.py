@@ -55,6 +55,7 @@ class SpawnRequest:
     cwd: str
     pass_fds: tuple[int, ...] = ()
     rlimits: dict[str, int] = attrs.field(factory=dict)
+    nice: int | None = None  # setpriority(2) of the worker, set before it runs any code
     sweep_grace: float = 2.0
     orphan_grace: float = 3.0
     catch_signals: tuple[int, ...] = ()
@@ -171,6 +172,7 @@ class KeeperChild:
             "supervisor_pid": os.getpid(),
             "pass_fds": list(req.pass_fds),
             "rlimits": req.rlimits,
+            "nice": req.nice,
             "sweep_grace": req.sweep_grace,
             "orphan_grace": req.orphan_grace,
             "catch_signals": list(req.catch_signals),

@@ -135,6 +135,7 @@ class SpawnPlan:
             cwd=working_dir(entry, self.config_dir),
             pass_fds=tuple(pass_fds),
             rlimits=rlimits,
+            nice=spec.nice,
             sweep_grace=self.sweep_grace,
             orphan_grace=self.orphan_grace,
             catch_signals=catch,

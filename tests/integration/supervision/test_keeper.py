@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -189,3 +190,24 @@ async def test_worker_gets_lifeline_and_is_in_the_keepers_group(
     finally:
         os.close(r)
         os.close(w)
+
+
+async def test_nice_is_inherited_by_the_worker_from_its_first_instruction(
+    tmp_path: Path, marker: str
+) -> None:
+    wl = quiet_log()
+    code = "import os; print('nice', os.getpriority(os.PRIO_PROCESS, 0))"
+    async with trio.open_nursery() as nursery:
+        child = await KeeperLauncher().launch(
+            request(tmp_path, marker, argv=(sys.executable, "-c", code), nice=7), wl, nursery
+        )
+        with trio.fail_after(10):
+            await child.ended.wait()
+        plain = await KeeperLauncher().launch(
+            request(tmp_path, marker, argv=(sys.executable, "-c", code)), wl, nursery
+        )
+        with trio.fail_after(10):
+            await plain.ended.wait()
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    printed = [r.line for r in wl.tail(10) if r.line.startswith("nice")]
+    assert printed == ["nice 7", f"nice {own}"]  # without ``nice``: the supervisor's

@@ -129,6 +129,24 @@ def test_spans_kept_before_the_ingest_function_left_are_dropped() -> None:
     assert tracing.flushes == 0 and tracing.spans == []
 
 
+def test_batches_beyond_the_in_flight_bound_are_dropped_and_counted() -> None:
+    bus, clock, tracing = traced(batch_size=1)
+    tracing.max_in_flight = 2
+    sink, a, b = Worker(bus, "obs"), Worker(bus, "a"), Worker(bus, "b")
+    sink.register(INGEST_FUNCTION_ID)
+    a.register("f")
+    for _ in range(4):  # the sink answers none of them
+        b.call("f", {})
+        answer(a)
+    assert (tracing.flushes, tracing.in_flight, tracing.dropped_spans) == (2, 2, 2)
+    first, second = sink.of(m.InvokeFunction)
+    sink.send(m.InvocationResult(first.invocation_id, INGEST_FUNCTION_ID, None))
+    b.call("f", {})
+    answer(a)  # room again: sent
+    assert (tracing.flushes, tracing.in_flight, tracing.dropped_spans) == (3, 2, 2)
+    assert len(sink.of(m.InvokeFunction)) == 1
+
+
 def test_a_call_without_context_from_a_worker_serving_one_call_joins_that_call() -> None:
     bus, clock, _ = traced()
     a, b, c = Worker(bus, "a"), Worker(bus, "b"), Worker(bus, "c")

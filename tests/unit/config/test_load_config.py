@@ -565,6 +565,36 @@ def test_supervise_on_built_in_actor(write: Write) -> None:
     assert "runs inside the supervisor process" in load_config(path, env={}).warnings[0]
 
 
+def test_nice_is_a_niceness_from_minus_20_to_19(write: Write) -> None:
+    path = write("config.yaml", "workers:\n  - name: a\n    supervise: {command: x, nice: 5}\n")
+    assert load_config(path, env={}).workers[0].supervise.nice == 5
+    path = write("config.yaml", "workers:\n  - name: a\n    supervise: {command: x}\n")
+    assert load_config(path, env={}).workers[0].supervise.nice is None  # the supervisor's
+    for bad, message in ((20, "must be between -20 and 19"), ("low", "must be an integer")):
+        path = write(
+            "config.yaml", f"workers:\n  - name: a\n    supervise: {{command: x, nice: {bad}}}\n"
+        )
+        assert f"workers[0].supervise.nice: {message}" in report_of(path)
+
+
+def test_observability_runs_at_nice_10_unless_the_operator_says_otherwise(
+    write: Write,
+) -> None:
+    injected = load_config(write("config.yaml", "workers: []\n"), env={})
+    assert injected.worker("iii-observability").supervise.nice == 10  # type: ignore[union-attr]
+    assert injected.worker("configuration").supervise.nice is None  # type: ignore[union-attr]
+    listed = load_config(write("config.yaml", "workers:\n  - name: iii-observability\n"), env={})
+    assert listed.worker("iii-observability").supervise.nice == 10  # type: ignore[union-attr]
+    own = load_config(
+        write("config.yaml", "workers:\n  - name: iii-observability\n    supervise: {nice: 0}\n"),
+        env={},
+    )
+    assert own.worker("iii-observability").supervise.nice == 0  # type: ignore[union-attr]
+    write("iii-supervisor.yaml", "defaults: {nice: 3}\n")
+    path = write("config.yaml", "workers:\n  - name: iii-observability\n")
+    assert load(path, env={}).engine.worker("iii-observability").supervise.nice == 3  # type: ignore[union-attr]
+
+
 def test_limits_memory_from_manifest(write: Write) -> None:
     write("w/iii.worker.yaml", "name: w\nscripts: {start: x}\nresources: {memory: 256}\n")
     path = write(
