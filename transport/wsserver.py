@@ -115,7 +115,8 @@ class WebSocketServerConnection:
         every header the client sent (PROTOCOL.md §13.3).
         """
         parser = h11.Connection(h11.SERVER)
-        parser.receive_data(bytes(self._head))
+        head, self._head = bytes(self._head), bytearray()  # read once; not kept afterwards
+        parser.receive_data(head)
         event = parser.next_event()
         if isinstance(event, h11.Request):
             return [(name, value) for name, value in event.headers]
@@ -124,9 +125,13 @@ class WebSocketServerConnection:
             return []
         return [(b"host", request.host.encode("idna")), *request.extra_headers]
 
-    async def accept(self) -> None:
+    async def accept(self, *, keep_head: bool = False) -> None:
+        """Complete the upgrade. The request head is let go here (it is not kept for the
+        link's life) unless ``keep_head``: ``request_headers()`` is still to be read."""
         await self._write(self.ws.send(AcceptConnection()))
         self._open = True  # from here on the byte stream is ours (transport.wsframes)
+        if not keep_head:
+            self._head = bytearray()
 
     async def reject(self, status: int, body: bytes = b"") -> None:
         headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]

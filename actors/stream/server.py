@@ -222,8 +222,9 @@ class StreamServer:
         if urlsplit(request.target).path != "/":
             await ws.reject(404, b"Not Found")
             return
-        headers = [(b"host", request.host.encode("latin-1")), *request.extra_headers]
-        context = await self._authenticate(request.target, headers, peer)
+        # Every header the client sent (wsproto's request leaves out host and the
+        # sec-websocket-* ones it consumed): the auth function sees them all (§6.3).
+        context = await self._authenticate(request.target, ws.request_headers(), peer)
         try:
             await ws.accept()
         except CarrierClosed:

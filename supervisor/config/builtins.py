@@ -162,9 +162,10 @@ BUILTINS: tuple[Builtin, ...] = (
         defaults=observability.DEFAULTS,
         mandatory=True,
         in_configuration=True,
-        # Telemetry is background work: under full CPU it yields to the workers serving calls
-        # (docs/observability.md, "Scheduling priority").
-        supervise={"nice": OBSERVABILITY_NICE},
+        # Telemetry is background work: once up (it starts at full priority, so a start
+        # under load is not slowed), it yields the CPU to the workers serving calls
+        # (docs/configuration.md, iii-observability "Priority").
+        supervise={"nice_when_ready": OBSERVABILITY_NICE},
     ),
     # Takes no settings; a config: block is accepted and not read, as upstream does.
     Builtin("iii-engine-functions", kind=WorkerKind.IN_PROCESS, mandatory=True),

@@ -95,6 +95,7 @@ class SuperviseSpec:
     env: dict[str, str] = attrs.field(factory=dict)
     inherit_env: bool = True
     nice: int | None = None  # the scheduling niceness (-20..19); None: the supervisor's
+    nice_when_ready: int | None = None  # the niceness from the moment it is ready
     limits: Limits = Limits()
     log: LogSettings = LogSettings()
     replicas: int = 1  # room for the autoscaling milestone; only 1 is accepted today

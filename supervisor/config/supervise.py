@@ -247,6 +247,7 @@ SUPERVISE_FIELDS: dict[str, Any] = {
     "env": _env,
     "inherit_env": _bool,
     "nice": _optional(_int_between(-20, 19)),
+    "nice_when_ready": _optional(_int_between(-20, 19)),
     "limits": {"memory": _optional(_memory), "nofile": _optional(_int_at_least(1))},
     "log": {
         "file": _bool,

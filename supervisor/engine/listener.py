@@ -89,7 +89,7 @@ class Listener:
         parts = urlsplit(target)
         path = parts.path or "/"
         if path == "/":
-            await ws.accept()
+            await ws.accept(keep_head=self.guard is not None)  # for the auth function
             ws.serve_protocol()  # oversized messages are answered, not fatal
             if self.guard is None:
                 await self.bus.serve(ws)
@@ -107,7 +107,7 @@ class Listener:
     async def _telemetry(self, ws: WebSocketServerConnection, query: str) -> None:
         """A ``/otel`` socket: no worker is created. RBAC listeners authenticate it after
         ``accept``, with the same refusal as ``/`` (PROTOCOL.md §15)."""
-        await ws.accept()
+        await ws.accept(keep_head=self.guard is not None)
         if self.guard is not None and await self._authenticate(ws, query) is None:
             return
         await _forward_telemetry(ws, self.bus.telemetry)

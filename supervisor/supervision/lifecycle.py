@@ -404,8 +404,27 @@ class WorkerLifecycle:
         self.health.last_ok = time.time()
         self.health.bus_connected = True if run.ever_connected else None
         self._move(Trigger.READY, cause="ready")
+        if self.spec.nice_when_ready is not None:
+            self._renice(run, self.spec.nice_when_ready)
         self._set_timer("stable", self.spec.backoff.reset_after)
         self._nursery.start_soon(self._watch_health, run)
+
+    def _renice(self, run: Incarnation, nice: int) -> None:
+        """Every thread of every process in the worker's group (its keeper too) at ``nice``;
+        what it starts later inherits it."""
+        pgid = run.child.pgid
+        if pgid is None:
+            return
+        try:
+            os.setpriority(os.PRIO_PGRP, pgid, nice)
+        except OSError as exc:
+            log.warning(
+                "worker.renice_failed",
+                worker=self.name,
+                nice=nice,
+                error=exc.strerror,
+                hint="a negative nice needs root or CAP_SYS_NICE",
+            )
 
     async def _watch_health(self, run: Incarnation) -> None:
         with run.task_scope():

@@ -577,22 +577,24 @@ def test_nice_is_a_niceness_from_minus_20_to_19(write: Write) -> None:
         assert f"workers[0].supervise.nice: {message}" in report_of(path)
 
 
-def test_observability_runs_at_nice_10_unless_the_operator_says_otherwise(
+def test_observability_goes_to_nice_10_once_ready_unless_the_operator_says_otherwise(
     write: Write,
 ) -> None:
-    injected = load_config(write("config.yaml", "workers: []\n"), env={})
-    assert injected.worker("iii-observability").supervise.nice == 10  # type: ignore[union-attr]
-    assert injected.worker("configuration").supervise.nice is None  # type: ignore[union-attr]
-    listed = load_config(write("config.yaml", "workers:\n  - name: iii-observability\n"), env={})
-    assert listed.worker("iii-observability").supervise.nice == 10  # type: ignore[union-attr]
-    own = load_config(
-        write("config.yaml", "workers:\n  - name: iii-observability\n    supervise: {nice: 0}\n"),
-        env={},
-    )
-    assert own.worker("iii-observability").supervise.nice == 0  # type: ignore[union-attr]
-    write("iii-supervisor.yaml", "defaults: {nice: 3}\n")
-    path = write("config.yaml", "workers:\n  - name: iii-observability\n")
-    assert load(path, env={}).engine.worker("iii-observability").supervise.nice == 3  # type: ignore[union-attr]
+    def spec(text: str, name: str = "iii-observability") -> SuperviseSpec:
+        entry = load(write("config.yaml", text), env={}).engine.worker(name)
+        assert entry is not None
+        return entry.supervise
+
+    injected = spec("workers: []\n")
+    assert (injected.nice, injected.nice_when_ready) == (None, 10)  # starts at full priority
+    assert spec("workers: []\n", "configuration").nice_when_ready is None
+    assert spec("workers:\n  - name: iii-observability\n").nice_when_ready == 10
+    own = spec("workers:\n  - name: iii-observability\n    supervise: {nice: 1}\n")
+    assert (own.nice, own.nice_when_ready) == (1, 10)
+    off = spec("workers:\n  - name: iii-observability\n    supervise: {nice_when_ready: null}\n")
+    assert off.nice_when_ready is None
+    write("iii-supervisor.yaml", "defaults: {nice_when_ready: 3}\n")
+    assert spec("workers:\n  - name: iii-observability\n").nice_when_ready == 3
 
 
 def test_limits_memory_from_manifest(write: Write) -> None:
