@@ -16,7 +16,7 @@
    stored) and **no ingestion** (the default config with ``sampling_ratio: 0``: both hooks run,
    each call gets its trace context and its RED metrics, every span is sampled out so none is
    sent or stored) and **on, nice 0** (the default config with iii-observability at the
-   supervisor's priority instead of its default nice 10). A target run in which the engine
+   supervisor's priority instead of nice 10 once ready). A target run in which the engine
    dropped spans (iii-observability too far behind) fails. 1 caller: p50; 16 callers: throughput and the CPU per call of every process
    (engine, its actors, the callee, the callers). Rounds interleave the engines, each round
    starting with another one; medians are reported with the throughput's spread; a second
@@ -53,8 +53,8 @@ OFF = {"name": "iii-observability", "config": {"enabled": False, "metrics_enable
 # storing spans.
 NO_INGEST = {"name": "iii-observability", "config": {**DEFAULTS, "sampling_ratio": 0.0}}
 # The default config with iii-observability at the supervisor's own priority instead of its
-# default nice 10: what the lower priority is worth.
-NICE_0 = {"name": "iii-observability", "supervise": {"nice": 0}}
+# default nice_when_ready 10: what the lower priority is worth.
+NICE_0 = {"name": "iii-observability", "supervise": {"nice_when_ready": None}}
 HTTP_CONCURRENCY = 8
 
 
