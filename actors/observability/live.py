@@ -7,7 +7,8 @@
   function is registered if it was not), while the pipeline it built stays as at the start.
 * ``swap``: ``alerts`` (rules replaced, states kept by name), ``level`` (console filter),
   ``collapse_spans`` (trace trees), ``sampling_ratio`` and ``sampling`` (what
-  ``engine::sampling::rules`` answers; the engine samples its own spans from its block).
+  ``engine::sampling::rules`` answers, and the engine's own span sampler, sent to it through
+  ``engine::sampling::apply``).
 * ``limits``: ``memory_max_spans``, ``metrics_max_count``, ``metrics_retention_seconds``,
   ``logs_max_count`` re-bound the stores in place (a lower bound evicts at the next write).
 * ``rebuild``: the log pipeline: ``logs_retention_seconds`` (the store's), ``logs_exporter``
@@ -67,6 +68,12 @@ TIERS: Final[Mapping[str, str]] = {
 }
 
 
+SAMPLING_FIELDS: Final = frozenset(
+    {"sampling_ratio", "sampling_rules", "parent_based", "rate_limit"}
+)
+SAMPLING_APPLY: Final = "engine::sampling::apply"
+
+
 def changed_by_tier(old: Settings, new: Settings) -> dict[str, list[str]]:
     """The fields that differ, by tier (a field not in ``TIERS`` is ``restart``)."""
     out: dict[str, list[str]] = {}
@@ -117,6 +124,9 @@ def apply_value(
         service.collapse = collapse_rules(s.collapse_spans)
     if "level" in applied:
         apply_level(s.level)
+    if SAMPLING_FIELDS & set(applied):
+        # The engine samples its own spans at dispatch: it gets the new block too.
+        service.client.invoke_void(SAMPLING_APPLY, value)
     if "enabled" in applied and s.enabled:
         service.register_ingest()
     if applied:

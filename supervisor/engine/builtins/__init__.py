@@ -18,6 +18,7 @@ from supervisor.engine.builtins.logging import (
     baggage_set,
     make_log,
 )
+from supervisor.engine.builtins.sampling import sampling_apply
 from supervisor.engine.builtins.triggers import (
     register_trigger,
     registered_triggers_info,
@@ -53,6 +54,7 @@ def install(bus: Bus) -> None:
         bus.add_builtin(fid, fn)
     for level in LOG_LEVELS:
         bus.add_builtin(f"engine::log::{level}", make_log(level), component="iii-observability")
+    bus.add_builtin("engine::sampling::apply", sampling_apply, component="iii-observability")
     bus.add_builtin("engine::baggage::get", baggage_get, component="iii-observability")
     bus.add_builtin("engine::baggage::set", baggage_set, component="iii-observability")
     bus.add_builtin("engine::baggage::get_all", baggage_get_all, component="iii-observability")

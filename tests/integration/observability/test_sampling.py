@@ -72,3 +72,41 @@ def test_collapsed_spans_are_left_out_of_trees(client: Any) -> None:
     roots = call(client, "engine::traces::tree", {"trace_id": trace_id})["roots"]
     names = [r["name"] for r in roots] + [c["name"] for r in roots for c in r["children"]]
     assert not any(n.startswith("call engine::workers::") for n in names)  # ... not in the tree
+
+
+def _count(client: Any, function_id: str) -> int:
+    query = {"include_internal": True, "name": function_id, "limit": 10_000}
+    return int(call(client, "engine::traces::list", query)["total"])
+
+
+def _fresh_call_is_sampled_out(client: Any) -> bool:
+    """One more engine::workers::list call left no span (engine::triggers::list, always kept,
+    is the marker that the batch holding it has been stored)."""
+    before, marks = (
+        _count(client, "engine::workers::list"),
+        _count(client, "engine::triggers::list"),
+    )
+    call(client, "engine::workers::list", {})
+    call(client, "engine::triggers::list", {})
+    wait_for(lambda: _count(client, "engine::triggers::list") > marks, timeout=10, interval=0.1)
+    return _count(client, "engine::workers::list") == before
+
+
+def test_configuration_set_changes_the_engines_sampling_without_a_restart(client: Any) -> None:
+    wait_ready(client)
+    assert not _fresh_call_is_sampled_out(client)  # kept by the boot block
+    rule = {"operation": "engine::workers::*", "rate": 0.0}
+    changed = {**BLOCK, "sampling": {**BLOCK["sampling"], "rules": [rule]}}
+    try:
+        call(client, "configuration::set", {"id": "iii-observability", "value": changed})
+        wait_for(lambda: _fresh_call_is_sampled_out(client), timeout=20, interval=0.2)
+    finally:
+        call(client, "configuration::set", {"id": "iii-observability", "value": BLOCK})
+    wait_for(lambda: not _fresh_call_is_sampled_out(client), timeout=20, interval=0.2)
+
+
+def test_sampling_apply_refuses_an_invalid_block_and_keeps_the_sampler(client: Any) -> None:
+    wait_ready(client)
+    with pytest.raises(Exception, match="deserialization_error"):
+        call(client, "engine::sampling::apply", {"sampling_ratio": "half"})
+    assert not _fresh_call_is_sampled_out(client)
