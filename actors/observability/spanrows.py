@@ -154,7 +154,10 @@ def engine_rows(body: Any, shapes: ShapeTable = SHAPES) -> list[Row]:
     append = rows.append
     for raw in spans:
         try:
-            tp, parent, at, start, end = raw[:5]
+            if len(raw) == 5:  # the usual row: unpacked whole, without a slice
+                tp, parent, at, start, end = raw
+            else:
+                tp, parent, at, start, end = raw[:5]
             number = numbers[at]
             if number is None or len(tp) != 55 or type(start) is not int or type(end) is not int:
                 continue

@@ -100,10 +100,12 @@ class SpanStore:
         added = 0
         for row in rows:
             key = (row[TRACE], row[SPAN])
-            old = stored.pop(key, None)
-            if old is not None:
+            count = len(stored)
+            old = stored.setdefault(key, row)  # one lookup for a new span
+            if len(stored) == count:  # it arrived again: the new one replaces it, at the end
                 added -= old[SIZE]
-            stored[key] = row
+                del stored[key]
+                stored[key] = row
             order.append(row)
             added += row[SIZE]
             if indexed:
