@@ -223,11 +223,16 @@ class BusClient:
             self._queue(msg)
 
     def register_inline(
-        self, function_id: str, handler: InlineHandler, *, description: str | None = None
+        self,
+        function_id: str,
+        handler: InlineHandler,
+        *,
+        description: str | None = None,
+        metadata: Any = None,
     ) -> None:
         """A function whose handler runs in the reader, without a task: for the hot path of
         an actor whose handler does not wait (``InlineHandler`` says what it may do)."""
-        msg = m.RegisterFunction(id=function_id, description=description)
+        msg = m.RegisterFunction(id=function_id, description=description, metadata=metadata)
         self._functions[function_id] = (msg, None)
         self._inline[function_id] = handler
         self._noted()

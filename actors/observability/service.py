@@ -53,7 +53,13 @@ from actors.observability.watch import MetricWatch
 from actors.runtime import Payload
 from manifests.blocks.observability import ENGINE_SPANS_KIND, INGEST_FUNCTION_ID
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
-from transport.tracecontext import current, format_traceparent, new_span_id, new_trace_id
+from transport.tracecontext import (
+    current,
+    format_traceparent,
+    new_span_id,
+    new_trace_id,
+    trace_fields,
+)
 
 __all__ = ["ObservabilityService"]
 
@@ -183,7 +189,10 @@ class ObservabilityService:
     def register_ingest(self) -> None:
         if not self._ingesting:
             self._ingesting = True
-            self.client.register_function(
+            # Inline: run in the client's reader, without a task per call (and its answer
+            # written at the end of the reader's burst, without waking the writer): ingestion
+            # never waits.
+            self.client.register_inline(
                 INGEST_FUNCTION_ID,
                 self.ingest,
                 description="Ingest OTLP/JSON telemetry (SDK frames, the engine's spans)",
@@ -233,7 +242,20 @@ class ObservabilityService:
 
     # -- ingestion -----------------------------------------------------------------------------
 
-    async def ingest(self, data: Any, ctx: InvocationContext) -> None:
+    def ingest(self, data: Any, ctx: InvocationContext) -> None:
+        """``iii-observability::ingest``, inline. A call that carries a trace context (not the
+        engine's: its calls carry none) is handled in it, as a handler task would be: the log
+        triggers it fires and its log lines belong to that trace."""
+        if ctx.traceparent is None and ctx.baggage is None:
+            return self._ingest(data)
+        token = current.set((ctx.traceparent, ctx.baggage))
+        try:
+            with structlog.contextvars.bound_contextvars(**trace_fields(ctx.traceparent)):
+                return self._ingest(data)
+        finally:
+            current.reset(token)
+
+    def _ingest(self, data: Any) -> None:
         p = Payload(INGEST_FUNCTION_ID, data)
         kind = p.str("kind")
         body = p.data.get("body")

@@ -7,11 +7,14 @@ from __future__ import annotations
 import random
 from typing import Any, cast
 
+import pytest
+
 from actors.observability.export import logs_due
 from actors.observability.live import apply_value, changed_by_tier
 from actors.observability.service import ObservabilityService
 from actors.observability.settings import parse_config, resolve
-from transport.client import BusClient
+from transport.client import BusClient, FunctionError, InvocationContext
+from transport.tracecontext import current
 
 BASE: dict[str, Any] = {"enabled": True, "exporter": "memory", "metrics_enabled": True}
 
@@ -22,6 +25,8 @@ class FakeClient:
 
     def register_function(self, function_id: str, *args: Any, **kw: Any) -> None:
         self.registered.append(function_id)
+
+    register_inline = register_function
 
 
 def service(block: dict[str, Any]) -> tuple[ObservabilityService, FakeClient]:
@@ -124,3 +129,34 @@ def test_collapse_spans_is_swapped_into_the_trace_trees() -> None:
     assert svc.collapse == []
     apply_value(svc, {**BASE, "collapse_spans": [{"name": "noisy*"}]}, env={})
     assert len(svc.collapse) == 1 and svc.collapse[0][0].match("noisy-span")
+
+
+def test_ingest_runs_inline_in_the_trace_context_of_its_call() -> None:
+    """Ingest runs in the client's reader (no task of its own), so it sets the call's trace
+    context itself, as a handler task has it (the log triggers it fires carry it), and
+    leaves the reader's as it was."""
+    svc, _ = service(BASE)
+    seen: list[Any] = []
+    svc._ingest = lambda data: seen.append(current.get())  # type: ignore[method-assign]
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    svc.ingest({}, InvocationContext("i1", "iii-observability::ingest", traceparent=tp))
+    svc.ingest({}, InvocationContext("i2", "iii-observability::ingest"))
+    assert seen == [(tp, None), (None, None)]
+    assert current.get() == (None, None)
+
+
+def test_ingest_stores_an_engine_batch_and_refuses_an_unknown_kind() -> None:
+    svc, _ = service(BASE)
+    ctx = InvocationContext("i1", "iii-observability::ingest")
+    body = {
+        "service_name": "iii",
+        "scope": "iii-supervisor",
+        "shapes": [["call a::b", [["iii.function.id", "a::b"]]]],
+        "spans": [["00-" + "1" * 32 + "-" + "2" * 16 + "-01", None, 0, 10, 20]],
+    }
+    svc.ingest({"kind": "SPANS", "body": body}, ctx)
+    assert svc.spans is not None and [r[:5] for r in svc.spans.rows()] == [
+        ("1" * 32, "2" * 16, None, 10, 20)
+    ]
+    with pytest.raises(FunctionError):
+        svc.ingest({"kind": "NOPE", "body": {}}, ctx)
