@@ -51,8 +51,12 @@ __all__ = ["BATCH_SIZE", "FLUSH_INTERVAL", "SCOPE", "Tracing", "compact_spans", 
 log = structlog.get_logger(__name__)
 
 FLUSH_INTERVAL = 0.2
-BATCH_SIZE = 256
-MAX_BATCHES_IN_FLIGHT = 64  # 16k spans at BATCH_SIZE: ~1 s of a busy engine's calls
+# Spans per batch at most: ~100 kB of frame. A batch costs the engine an invocation and the
+# actor a frame, a call and its answer whatever its size: 1024 rather than 256 took ~1.4k
+# instructions per call off the engine's bus core and ~1.5k per span off the actor's ingestion.
+# Below ~5,000 calls/s a batch is sent every FLUSH_INTERVAL before it is full, as before.
+BATCH_SIZE = 1024
+MAX_BATCHES_IN_FLIGHT = 16  # 16k spans at BATCH_SIZE: ~1 s of a busy engine's calls
 REPORT_EVERY = 5.0
 SCOPE = "iii-supervisor"
 _SHAPES_MAX = 4096
