@@ -28,6 +28,20 @@ invocation (2 per job) for iii-observability; they trace nothing. Until 2026-12-
 producer ran 8 threads of sync calls in this process; the ``--sdk-sync`` rows keep that
 producer's shape (in its own process now).
 
+Guarantees: every system here uses durable queues, persistent messages (delivery mode 2, each
+system's default) and acks a job after its task ran (Celery's ``acks_late``, Dramatiq's and
+iii's manual acks). Only iii's producer uses publisher confirms, which the issue requires;
+Celery's ``confirm_publish`` and Dramatiq's ``confirm_delivery`` are off by default and off
+here. The confirm of a persistent message waits for the broker to write it (or for its
+consumer's ack): 2-4 ms on this machine, so with 8 enqueues in flight the iii RabbitMQ row is
+bounded by that round trip as much as by CPU. For scale, one pika thread that does nothing else
+(8 confirmed persistent publishes in flight, each message consumed and acked at once, one
+connection) reached 2,000-2,500 messages/s here (2026-12-03, a loaded machine).
+
+Each run prints its CPU per job by process beside the total: the engine's actors by module
+(``queue``, ``observability``), ``engine``, ``producer``, ``consumer``, ``rabbitmq`` (the
+node), and ``bench`` (this process, which is the producer of the Celery and Dramatiq rows).
+
 RabbitMQ runs use a vhost of their own, deleted afterwards. ``python -m tests.perf.bench_queue
 [N] [ROUNDS] [--only WORD,...] [--in-flight K] [--sdk-sync]`` (default 20,000 jobs, 1 round;
 with more rounds every row runs once per round, interleaved, and the table gives medians;
@@ -86,11 +100,39 @@ def rabbitmq_pids() -> list[int]:
 
 
 class Measured:
-    """One run's wall time and the CPU time its processes spent."""
+    """One run's wall time, the CPU time its processes spent, and that time by process."""
 
-    def __init__(self, seconds: float, cpu: float) -> None:
+    def __init__(self, seconds: float, cpu: float, parts: dict[str, float] | None = None) -> None:
         self.seconds = seconds
         self.cpu = cpu
+        self.parts = parts or {}
+
+
+def role_of(pid: int) -> str:
+    """A short name for a process of a run: the actor's module, ``engine``, ``rabbitmq``..."""
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "gone"
+    words = [w.decode(errors="replace") for w in cmd if w]
+    if "-m" in words and words.index("-m") + 1 < len(words):
+        return words[words.index("-m") + 1].removeprefix("actors.")
+    if any("beam.smp" in w for w in words):
+        return "rabbitmq"
+    if any("iii-supervisor" in w for w in words):
+        return "engine"
+    return Path(words[0]).name if words else "?"
+
+
+def cpu_by(pids: dict[int, str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for pid, role in pids.items():
+        out[role] = out.get(role, 0.0) + cpu_of([pid])
+    return out
+
+
+def parts_between(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {role: after[role] - before.get(role, 0.0) for role in after}
 
 
 @contextmanager
@@ -227,7 +269,11 @@ def bench_iii(
         ]
         if rabbit:
             pids += rabbitmq_pids()
+        roles = {pid: role_of(pid) for pid in pids}
+        roles.update({consumer.proc.pid: "consumer", producer.proc.pid: "producer"})
+        roles[os.getpid()] = "bench"
         cpu = cpu_of(pids)
+        before = cpu_by(roles)
         began = time.perf_counter()
         client.trigger(
             {
@@ -240,7 +286,7 @@ def bench_iii(
         seconds = time.perf_counter() - began
         if failed.exists():
             raise RuntimeError(f"the producer failed: {failed.read_text()[-400:]}")
-        return Measured(seconds, cpu_of(pids) - cpu)
+        return Measured(seconds, cpu_of(pids) - cpu, parts_between(before, cpu_by(roles)))
     finally:
         producer.stop()
         consumer.stop()
@@ -312,11 +358,16 @@ def bench_external(
 
         time.sleep(3.0)  # the worker connects and declares its queue
         pids = [worker.pid, *descendants(worker.pid), os.getpid(), *rabbitmq_pids()]
+        roles = {pid: "worker" for pid in [worker.pid, *descendants(worker.pid)]}
+        roles.update({pid: "rabbitmq" for pid in rabbitmq_pids()})
+        roles[os.getpid()] = "bench (producer)"
         cpu = cpu_of(pids)
+        before = cpu_by(roles)
         began = time.perf_counter()
         produce(benchapp)
         wait_for(mark.exists, TIMEOUT, interval=0.005)
-        return Measured(time.perf_counter() - began, cpu_of(pids) - cpu)
+        seconds = time.perf_counter() - began
+        return Measured(seconds, cpu_of(pids) - cpu, parts_between(before, cpu_by(roles)))
     finally:
         sys.path.remove(str(tmp))
         sys.modules.pop("benchapp", None)
@@ -426,6 +477,12 @@ def main(argv: list[str]) -> int:
                 f"CPU {got.cpu / JOBS * 1e6:,.0f} us/job",
                 flush=True,
             )
+            by = ", ".join(
+                f"{role} {seconds / JOBS * 1e6:,.0f}"
+                for role, seconds in sorted(got.parts.items(), key=lambda kv: -kv[1])
+                if seconds / JOBS >= 1e-6
+            )
+            print(f"    us/job by process: {by}", flush=True)
         except Exception as exc:  # report and go on: one missing system must not hide the rest
             failures[label] = f"skipped ({type(exc).__name__}: {exc})"
             print(f"  {failures[label]}", flush=True)
