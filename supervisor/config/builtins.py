@@ -65,17 +65,12 @@ class Builtin(UpstreamWorker):
     in_configuration: bool = False
     # At most one entry: a second would serve the same function ids with other settings.
     single: bool = False
-    # ACTOR: its ``supervise:`` defaults, beneath the operator's ``defaults:`` and its own
-    # ``supervise:`` block (parsed values, as ``supervise.read_supervise`` returns them).
-    supervise: Mapping[str, Any] | None = None
 
     def load_manifest(self) -> Manifest:
         if self.manifest is None:
             raise KeyError(f"{self.name} runs inside the supervisor; it has no manifest")
         return builtin_manifest(self.manifest)
 
-
-OBSERVABILITY_NICE = 10
 
 # Mandatory rows are injected in this order when config.yaml leaves them out.
 BUILTINS: tuple[Builtin, ...] = (
@@ -162,10 +157,6 @@ BUILTINS: tuple[Builtin, ...] = (
         defaults=observability.DEFAULTS,
         mandatory=True,
         in_configuration=True,
-        # Telemetry is background work: once up (it starts at full priority, so a start
-        # under load is not slowed), it yields the CPU to the workers serving calls
-        # (docs/configuration.md, iii-observability "Priority").
-        supervise={"nice_when_ready": OBSERVABILITY_NICE},
     ),
     # Takes no settings; a config: block is accepted and not read, as upstream does.
     Builtin("iii-engine-functions", kind=WorkerKind.IN_PROCESS, mandatory=True),

@@ -172,7 +172,7 @@ def _builtin_entry(
             valid = isinstance(block, ListenerBlock)
             listener = block if valid else ListenerConfig()
         return Pending(at[0], at[1], name, entry, listener=listener)
-    partial = _supervise_of(c, src, at, shown, item, merge(dict(builtin.supervise or {}), defaults))
+    partial = _supervise_of(c, src, at, shown, item, defaults)
     working_dir = _working_dir(c, src, at, shown, partial) or c.base_dir
     spec = _spec(c, src, at, shown, partial, None)
     entry = WorkerEntry(
@@ -361,7 +361,6 @@ def injected(c: Collector, name: str) -> Pending:
             actor_module=builtin.actor,
             manifest=builtin.load_manifest(),
             working_dir=c.base_dir,
-            supervise=build_spec(dict(builtin.supervise or {})),
         )
         return Pending("", -1, name, entry)
     listener = ListenerConfig() if builtin.kind is WorkerKind.LISTENER else None

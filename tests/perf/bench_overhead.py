@@ -15,9 +15,8 @@
    registers ``iii-observability::ingest``: every span is sent to it in compact batches and
    stored) and **no ingestion** (the default config with ``sampling_ratio: 0``: both hooks run,
    each call gets its trace context and its RED metrics, every span is sampled out so none is
-   sent or stored) and **on, nice 0** (the default config with iii-observability at the
-   supervisor's priority instead of nice 10 once ready). A target run in which the engine
-   dropped spans (iii-observability too far behind) fails. 1 caller: p50; 16 callers: throughput and the CPU per call of every process
+   sent or stored). A target run in which the engine dropped spans (iii-observability too far
+   behind) fails. 1 caller: p50; 16 callers: throughput and the CPU per call of every process
    (engine, its actors, the callee, the callers). Rounds interleave the engines, each round
    starting with another one; medians are reported with the throughput's spread; a second
    "off" engine (A/A) shows how much two identical setups differ in the same run.
@@ -52,9 +51,6 @@ OFF = {"name": "iii-observability", "config": {"enabled": False, "metrics_enable
 # ingestion, but every span sampled out at dispatch: what tracing + metrics cost without
 # storing spans.
 NO_INGEST = {"name": "iii-observability", "config": {**DEFAULTS, "sampling_ratio": 0.0}}
-# The default config with iii-observability at the supervisor's own priority instead of its
-# default nice_when_ready 10: what the lower priority is worth.
-NICE_0 = {"name": "iii-observability", "supervise": {"nice_when_ready": None}}
 HTTP_CONCURRENCY = 8
 
 
@@ -186,7 +182,6 @@ SETUPS: tuple[tuple[str, list[dict[str, Any]]], ...] = (
     ("off", [OFF]),
     ("on", []),
     ("no ingestion", [NO_INGEST]),
-    ("on, nice 0", [NICE_0]),
     ("off (A/A)", [OFF]),
 )
 
@@ -257,7 +252,7 @@ def invoke_table(
             H.stop(proc)
         for eng in engines.values():
             eng.stop()
-    # A lagging iii-observability (it runs at nice 10) must not win throughput by losing
+    # A lagging iii-observability must not win throughput by losing
     # spans: the engine warns when it drops a batch; any drop fails the target.
     dropped = {k: "engine spans dropped" in eng.log_text() for k, eng in engines.items()}
     med = {k: {c: statistics.median(v) for c, v in runs[k].items()} for k in engines}

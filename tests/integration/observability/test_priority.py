@@ -1,7 +1,7 @@
-"""iii-observability starts at the supervisor's priority and runs at nice 10 once ready
-(telemetry yields the CPU to the workers serving calls when it is short, without a slow start
-under load); the operator's ``supervise`` wins; other built-ins keep the supervisor's
-niceness. Every thread of the actor is reniced, not only its main one."""
+"""``supervise.nice_when_ready`` on a real supervisor: the worker (here iii-observability, whose
+telemetry an operator may want to yield the CPU to the workers serving calls) starts at the
+supervisor's priority and every thread of it runs at the given niceness once it is ready; the
+other workers keep the supervisor's, and without the field nothing is reniced."""
 
 from __future__ import annotations
 
@@ -34,16 +34,14 @@ def niceness(tmp: Path, config: dict[str, Any], want: set[int]) -> tuple[set[int
         engine.stop()
 
 
-def test_observability_actor_runs_at_nice_10_once_ready_and_others_at_the_supervisors(
-    tmp_path: Path,
-) -> None:
+def test_nice_when_ready_renices_every_thread_of_that_worker_only(tmp_path: Path) -> None:
     own = os.getpriority(os.PRIO_PROCESS, 0)
-    assert niceness(tmp_path, {"workers": []}, {10}) == ({10}, {own})
-
-
-def test_the_operators_supervise_wins(tmp_path: Path) -> None:
-    own = os.getpriority(os.PRIO_PROCESS, 0)
+    config = {"workers": [{"name": "iii-observability", "supervise": {"nice_when_ready": 10}}]}
+    assert niceness(tmp_path / "a", config, {10}) == ({10}, {own})
     config = {"workers": [{"name": "iii-observability", "supervise": {"nice_when_ready": 2}}]}
-    assert niceness(tmp_path / "a", config, {2}) == ({2}, {own})
-    config = {"workers": [{"name": "iii-observability", "supervise": {"nice_when_ready": None}}]}
-    assert niceness(tmp_path / "b", config, {own}) == ({own}, {own})
+    assert niceness(tmp_path / "b", config, {2}) == ({2}, {own})
+
+
+def test_without_it_the_worker_keeps_the_supervisors_niceness(tmp_path: Path) -> None:
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    assert niceness(tmp_path, {"workers": []}, {own}) == ({own}, {own})

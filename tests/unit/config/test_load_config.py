@@ -577,24 +577,23 @@ def test_nice_is_a_niceness_from_minus_20_to_19(write: Write) -> None:
         assert f"workers[0].supervise.nice: {message}" in report_of(path)
 
 
-def test_observability_goes_to_nice_10_once_ready_unless_the_operator_says_otherwise(
-    write: Write,
-) -> None:
-    def spec(text: str, name: str = "iii-observability") -> SuperviseSpec:
-        entry = load(write("config.yaml", text), env={}).engine.worker(name)
-        assert entry is not None
-        return entry.supervise
-
-    injected = spec("workers: []\n")
-    assert (injected.nice, injected.nice_when_ready) == (None, 10)  # starts at full priority
-    assert spec("workers: []\n", "configuration").nice_when_ready is None
-    assert spec("workers:\n  - name: iii-observability\n").nice_when_ready == 10
-    own = spec("workers:\n  - name: iii-observability\n    supervise: {nice: 1}\n")
-    assert (own.nice, own.nice_when_ready) == (1, 10)
-    off = spec("workers:\n  - name: iii-observability\n    supervise: {nice_when_ready: null}\n")
-    assert off.nice_when_ready is None
+def test_nice_when_ready_is_a_niceness_too_and_defaults_can_set_it(write: Write) -> None:
+    path = write(
+        "config.yaml",
+        "workers:\n  - name: iii-observability\n    supervise: {nice_when_ready: 10}\n",
+    )
+    observability = load_config(path, env={}).worker("iii-observability")
+    assert observability is not None and observability.supervise.nice_when_ready == 10
+    injected = load_config(write("config.yaml", "workers: []\n"), env={})
+    default = injected.worker("iii-observability")
+    assert default is not None and default.supervise.nice_when_ready is None
     write("iii-supervisor.yaml", "defaults: {nice_when_ready: 3}\n")
-    assert spec("workers:\n  - name: iii-observability\n").nice_when_ready == 3
+    path = write("config.yaml", "workers:\n  - name: a\n    supervise: {command: x}\n")
+    assert load(path, env={}).engine.worker("a").supervise.nice_when_ready == 3  # type: ignore[union-attr]
+    path = write(
+        "config.yaml", "workers:\n  - name: a\n    supervise: {command: x, nice_when_ready: -21}\n"
+    )
+    assert "workers[0].supervise.nice_when_ready: must be between -20 and 19" in report_of(path)
 
 
 def test_limits_memory_from_manifest(write: Write) -> None:
