@@ -713,6 +713,20 @@ class BusClient:
             traceparent=msg.traceparent,
             baggage=msg.baggage,
         )
+        if msg.traceparent is None and msg.baggage is None:
+            self._call_inline(handler, msg, ctx)
+            return
+        # As in a handler task: its log lines and what it fires belong to the caller's trace.
+        token = current.set((msg.traceparent, msg.baggage))
+        try:
+            with structlog.contextvars.bound_contextvars(**trace_fields(msg.traceparent)):
+                self._call_inline(handler, msg, ctx)
+        finally:
+            current.reset(token)
+
+    def _call_inline(
+        self, handler: InlineHandler, msg: m.InvokeFunction, ctx: InvocationContext
+    ) -> None:
         try:
             result = handler(msg.data, ctx)
         except FunctionError as exc:

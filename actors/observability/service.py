@@ -53,13 +53,7 @@ from actors.observability.watch import MetricWatch
 from actors.runtime import Payload
 from manifests.blocks.observability import ENGINE_SPANS_KIND, INGEST_FUNCTION_ID
 from transport.client import BusClient, FunctionError, InvocationContext, TriggerBinding
-from transport.tracecontext import (
-    current,
-    format_traceparent,
-    new_span_id,
-    new_trace_id,
-    trace_fields,
-)
+from transport.tracecontext import current, format_traceparent, new_span_id, new_trace_id
 
 __all__ = ["ObservabilityService"]
 
@@ -243,19 +237,8 @@ class ObservabilityService:
     # -- ingestion -----------------------------------------------------------------------------
 
     def ingest(self, data: Any, ctx: InvocationContext) -> None:
-        """``iii-observability::ingest``, inline. A call that carries a trace context (not the
-        engine's: its calls carry none) is handled in it, as a handler task would be: the log
-        triggers it fires and its log lines belong to that trace."""
-        if ctx.traceparent is None and ctx.baggage is None:
-            return self._ingest(data)
-        token = current.set((ctx.traceparent, ctx.baggage))
-        try:
-            with structlog.contextvars.bound_contextvars(**trace_fields(ctx.traceparent)):
-                return self._ingest(data)
-        finally:
-            current.reset(token)
-
-    def _ingest(self, data: Any) -> None:
+        """``iii-observability::ingest``, inline (the client runs it in the caller's trace
+        context, as a handler task would be)."""
         p = Payload(INGEST_FUNCTION_ID, data)
         kind = p.str("kind")
         body = p.data.get("body")

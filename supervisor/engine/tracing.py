@@ -12,8 +12,8 @@ tuples become a compact batch (``ENGINE_SPANS_KIND``: shared name/attribute shap
 row per span) only when a batch is flushed (every ``FLUSH_INTERVAL`` seconds or ``BATCH_SIZE``
 spans), sent to the ingest function fire-and-forget with ``source: "engine"``. While it is not
 registered nothing is kept and nothing is serialised. At most ``MAX_BATCHES_IN_FLIGHT`` batches
-are outstanding: while the actor is that far behind (it runs at a low CPU priority, and may be
-stopped), a batch is dropped and counted (``dropped_spans``, a warning every ``REPORT_EVERY``
+are outstanding: while the actor is that far behind (starved of CPU, or stopped), a batch is
+dropped and counted (``dropped_spans``, a warning every ``REPORT_EVERY``
 seconds) instead of queueing without end in front of its socket. Calls to the ingest function itself get no
 span (a flush would otherwise make the spans of the next one). With ``live_spans`` (WORKERS.md
 §10.1), a call still in flight at a flush and older than ``flush_interval`` is sent once as a

@@ -14,7 +14,6 @@ from actors.observability.live import apply_value, changed_by_tier
 from actors.observability.service import ObservabilityService
 from actors.observability.settings import parse_config, resolve
 from transport.client import BusClient, FunctionError, InvocationContext
-from transport.tracecontext import current
 
 BASE: dict[str, Any] = {"enabled": True, "exporter": "memory", "metrics_enabled": True}
 
@@ -129,20 +128,6 @@ def test_collapse_spans_is_swapped_into_the_trace_trees() -> None:
     assert svc.collapse == []
     apply_value(svc, {**BASE, "collapse_spans": [{"name": "noisy*"}]}, env={})
     assert len(svc.collapse) == 1 and svc.collapse[0][0].match("noisy-span")
-
-
-def test_ingest_runs_inline_in_the_trace_context_of_its_call() -> None:
-    """Ingest runs in the client's reader (no task of its own), so it sets the call's trace
-    context itself, as a handler task has it (the log triggers it fires carry it), and
-    leaves the reader's as it was."""
-    svc, _ = service(BASE)
-    seen: list[Any] = []
-    svc._ingest = lambda data: seen.append(current.get())  # type: ignore[method-assign]
-    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    svc.ingest({}, InvocationContext("i1", "iii-observability::ingest", traceparent=tp))
-    svc.ingest({}, InvocationContext("i2", "iii-observability::ingest"))
-    assert seen == [(tp, None), (None, None)]
-    assert current.get() == (None, None)
 
 
 def test_ingest_stores_an_engine_batch_and_refuses_an_unknown_kind() -> None:

@@ -18,6 +18,7 @@ from transport import messages as m
 from transport.carrier import StreamCarrier
 from transport.client import DEFERRED, BusClient, FunctionError, InvocationContext
 from transport.oversize import Oversized
+from transport.tracecontext import current
 
 
 class Bus:
@@ -190,3 +191,21 @@ async def test_on_a_socket_a_burst_is_answered_from_the_reader_in_order() -> Non
     assert fast == [i for i in range(200) if i != 100]
     assert answers[-1].result == "slow"
     assert [a.invocation_id for a in answers if a.result != "slow"] == ids[:100] + ids[101:]
+
+
+def test_an_inline_handler_runs_in_the_trace_context_of_its_call() -> None:
+    """An inline handler has no task of its own, so the client sets the call's trace context
+    around it, as a handler task has it (what it logs or fires carries it), and leaves the
+    reader's as it was."""
+    client = BusClient(None, name="t")  # type: ignore[arg-type]
+    seen: list[Any] = []
+
+    def handler(data: Any, ctx: InvocationContext) -> Any:
+        seen.append(current.get())
+        return DEFERRED
+
+    tp = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    client._run_inline(handler, m.InvokeFunction("f", {}, "i1", traceparent=tp))
+    client._run_inline(handler, m.InvokeFunction("f", {}, "i2"))
+    assert seen == [(tp, None), (None, None)]
+    assert current.get() == (None, None)
