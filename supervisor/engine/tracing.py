@@ -28,8 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
-from random import getrandbits
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -39,14 +38,22 @@ from manifests.blocks.observability import ENGINE_SPANS_KIND, INGEST_FUNCTION_ID
 from manifests.blocks.strict import parse
 from supervisor.engine.errors import DEFAULT
 from supervisor.engine.sampling import SAMPLED_FLAGS, Sampler
-from transport.tracecontext import parse_traceparent
+from transport.tracecontext import new_span_ids, new_traceparents, parse_traceparent
 
 if TYPE_CHECKING:
     from supervisor.engine.bus import Bus
     from supervisor.engine.invocations import Pending
     from transport.messages import ErrorBody
 
-__all__ = ["BATCH_SIZE", "FLUSH_INTERVAL", "SCOPE", "Tracing", "compact_spans", "live_spans_of"]
+__all__ = [
+    "BATCH_SIZE",
+    "FLUSH_INTERVAL",
+    "SCOPE",
+    "SpanBatch",
+    "Tracing",
+    "compact_spans",
+    "live_spans_of",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -60,7 +67,6 @@ MAX_BATCHES_IN_FLIGHT = 16  # 16k spans at BATCH_SIZE: ~1 s of a busy engine's c
 REPORT_EVERY = 5.0
 SCOPE = "iii-supervisor"
 _SHAPES_MAX = 4096
-_NEW = "00-%032x-%016x-01"
 
 # What a span's name and attributes are made of: (function id, namespace, callee worker id,
 # caller worker id).
@@ -88,7 +94,6 @@ class Tracing:
         self.sampler = sampler
         self.live = live
         self._announced: set[str] = set()  # in-flight calls already sent as live spans
-        self.spans: list[SpanRecord] = []
         self.flushes = 0
         self.max_in_flight = MAX_BATCHES_IN_FLIGHT
         self.in_flight = 0  # batches sent and not answered yet
@@ -99,7 +104,12 @@ class Tracing:
         self._revision = -1
         self._live = False
         self._flush_due = False
+        # Ids made in bulk (tracecontext.new_traceparents): new traces' traceparents, span ids.
+        # The engine forks no child that runs Python, so no child draws the same ids.
+        self._fresh: Iterator[str] = iter(())
+        self._span_ids: Iterator[str] = iter(())
         self._shapes: dict[ShapeKey, list[Any]] = {}  # [name, attributes] built once per key
+        self.batch = SpanBatch(self._epoch_ns, self._shapes)  # the spans kept, as rows
         enabled = getattr(log, "is_enabled_for", None)
         self._debug = enabled is None or bool(enabled(logging.DEBUG))
 
@@ -115,28 +125,30 @@ class Tracing:
             if caller is not None and len(caller.calls_in) == 1:
                 parsed = self._inferred(pending)
         sampler = self.sampler
-        if parsed is None:
-            if sampler is None:  # a new trace, kept: one formatting of both new ids
-                pending.traceparent = _NEW % (getrandbits(128) or 1, getrandbits(64) or 1)
-                return None
-            trace_id = f"{getrandbits(128) or 1:032x}"
-            flags = "01"
-            parent_sampled = None
+        if parsed is None:  # a new trace: both ids from the bulk-made list, sampled
+            tp = next(self._fresh, None)
+            if tp is None:
+                self._fresh = iter(new_traceparents())
+                tp = next(self._fresh)
+            if sampler is not None and not sampler.sampled(
+                tp[3:35], pending.function_id, _name(pending), None, pending.started
+            ):
+                tp = tp[:53] + "00"
         else:
             trace_id, pending.parent_span_id, flags = parsed
-            parent_sampled = flags[1] in SAMPLED_FLAGS
-        if sampler is not None:
-            callee = pending.callee
-            keep = sampler.sampled(
-                trace_id,
-                pending.function_id,
-                callee.name if callee is not None else None,
-                parent_sampled,
-                pending.started,
-            )
-            if keep != (flags[1] in SAMPLED_FLAGS):
-                flags = f"{int(flags, 16) ^ 1:02x}"
-        pending.traceparent = f"00-{trace_id}-{getrandbits(64) or 1:016x}-{flags}"
+            if sampler is not None:
+                sampled = flags[1] in SAMPLED_FLAGS
+                keep = sampler.sampled(
+                    trace_id, pending.function_id, _name(pending), sampled, pending.started
+                )
+                if keep != sampled:
+                    flags = f"{int(flags, 16) ^ 1:02x}"
+            span_id = next(self._span_ids, None)
+            if span_id is None:
+                self._span_ids = iter(new_span_ids())
+                span_id = next(self._span_ids)
+            tp = f"00-{trace_id}-{span_id}-{flags}"
+        pending.traceparent = tp
         if self.live and not self._flush_due and self.bus.spawn is not None:
             self._flush_due = True  # so a long call is announced even if nothing else ends
             self.bus.spawn(self._flush_later)
@@ -169,22 +181,23 @@ class Tracing:
             return
         callee = pending.callee
         caller = pending.caller
-        self.spans.append(
-            (
-                tp,
-                pending.parent_span_id,
-                (
-                    pending.function_id,
-                    pending.namespace,
-                    callee.worker_id if callee is not None else None,
-                    caller.worker_id if caller is not None else None,
-                ),
-                pending.started,
-                now,
-                err,
-            )
+        key = (
+            pending.function_id,
+            pending.namespace,
+            None if callee is None else callee.worker_id,
+            None if caller is None else caller.worker_id,
         )
-        if len(self.spans) >= self.batch_size:
+        batch = self.batch
+        at = batch.index.get(key)
+        if at is None:
+            at = batch.shape(key)
+        epoch = batch.epoch_ns
+        row = [tp, pending.parent_span_id, at, epoch + int(pending.started * 1e9)]
+        row.append(epoch + int(now * 1e9))
+        if err is not None:
+            row += (err.code, err.message)
+        batch.rows.append(row)
+        if len(batch.rows) >= self.batch_size:
             self.flush()
         elif not self._flush_due and self.bus.spawn is not None:
             self._flush_due = True
@@ -223,18 +236,20 @@ class Tracing:
 
     def flush(self) -> None:
         """Send the kept spans to the ingest function (dropped when it has gone)."""
-        spans, self.spans = self.spans, []
-        if self.live and self.ingest_live():
-            spans += self._still_running(self.bus.clock())
-        if not spans or not self.ingest_live():
-            return
-        if self.in_flight >= self.max_in_flight:
-            self._drop(len(spans))
-            return
-        self.flushes += 1
+        batch = self.batch
         if len(self._shapes) > _SHAPES_MAX:
             self._shapes.clear()
-        body = compact_spans(spans, self._epoch_ns, self.service_name, self._shapes)
+        self.batch = SpanBatch(self._epoch_ns, self._shapes)
+        if self.live and self.ingest_live():
+            for record in self._still_running(self.bus.clock()):
+                batch.add(*record)
+        if not batch.rows or not self.ingest_live():
+            return
+        if self.in_flight >= self.max_in_flight:
+            self._drop(len(batch.rows))
+            return
+        self.flushes += 1
+        body = batch.body(self.service_name)
         self.in_flight += 1
         self.bus.internal_invoke(
             INGEST_FUNCTION_ID,
@@ -281,6 +296,11 @@ class Tracing:
         return out
 
 
+def _name(pending: Pending) -> str | None:
+    callee = pending.callee
+    return None if callee is None else callee.name
+
+
 def live_spans_of(raw: Any, env: Mapping[str, str] | None = None) -> bool:
     """``live_spans`` of an ``iii-observability`` block: the field, else ``OTEL_LIVE_SPANS``,
     else off. WORKERS.md §10.1 turns it on by default with the memory exporter (the default
@@ -306,30 +326,66 @@ def shape_of(key: ShapeKey) -> list[Any]:
     return [f"call {function_id}", attributes]
 
 
+class SpanBatch:
+    """The rows of one ``ENGINE_SPANS_KIND`` batch (manifests.blocks.observability), made as
+    spans end: one shape per distinct key, one short row per span naming its shape by index.
+    ``cache`` keeps shapes across batches. ``Tracing.on_completion`` appends its rows itself
+    (the hot path), as ``add`` does."""
+
+    __slots__ = ("cache", "epoch_ns", "index", "rows", "shapes")
+
+    def __init__(self, epoch_ns: int, cache: dict[ShapeKey, list[Any]] | None = None) -> None:
+        self.epoch_ns = epoch_ns  # bus clock seconds → Unix ns: epoch_ns + seconds * 1e9
+        self.cache = {} if cache is None else cache
+        self.index: dict[ShapeKey, int] = {}
+        self.shapes: list[list[Any]] = []
+        self.rows: list[list[Any]] = []
+
+    def shape(self, key: ShapeKey) -> int:
+        """The index of ``key``'s shape in this batch, added now."""
+        shape = self.cache.get(key)
+        if shape is None:
+            shape = self.cache[key] = shape_of(key)
+        at = self.index[key] = len(self.shapes)
+        self.shapes.append(shape)
+        return at
+
+    def add(
+        self,
+        tp: str,
+        parent: str | None,
+        key: ShapeKey,
+        started: float,
+        ended: float | None,
+        err: ErrorBody | None,
+    ) -> None:
+        at = self.index.get(key)
+        if at is None:
+            at = self.shape(key)
+        start = self.epoch_ns + int(started * 1e9)
+        end = 0 if ended is None else self.epoch_ns + int(ended * 1e9)
+        if err is None:
+            self.rows.append([tp, parent, at, start, end])
+        else:
+            self.rows.append([tp, parent, at, start, end, err.code, err.message])
+
+    def body(self, service_name: str) -> dict[str, Any]:
+        return {
+            "service_name": service_name,
+            "scope": SCOPE,
+            "shapes": self.shapes,
+            "spans": self.rows,
+        }
+
+
 def compact_spans(
     spans: list[SpanRecord],
     epoch_ns: int,
     service_name: str,
     cache: dict[ShapeKey, list[Any]] | None = None,
 ) -> dict[str, Any]:
-    """The ``ENGINE_SPANS_KIND`` body of a batch (manifests.blocks.observability): one shape
-    per distinct key, one short row per span. ``cache`` keeps shapes across batches."""
-    built = {} if cache is None else cache
-    index: dict[ShapeKey, int] = {}
-    shapes: list[list[Any]] = []
-    rows: list[list[Any]] = []
-    for tp, parent, key, started, ended, err in spans:
-        at = index.get(key)
-        if at is None:
-            shape = built.get(key)
-            if shape is None:
-                shape = built[key] = shape_of(key)
-            at = index[key] = len(shapes)
-            shapes.append(shape)
-        start = epoch_ns + int(started * 1e9)
-        end = 0 if ended is None else epoch_ns + int(ended * 1e9)
-        if err is None:
-            rows.append([tp, parent, at, start, end])
-        else:
-            rows.append([tp, parent, at, start, end, err.code, err.message])
-    return {"service_name": service_name, "scope": SCOPE, "shapes": shapes, "spans": rows}
+    """The ``ENGINE_SPANS_KIND`` body of ``spans``, as the engine sends a batch of them."""
+    batch = SpanBatch(epoch_ns, cache)
+    for record in spans:
+        batch.add(*record)
+    return batch.body(service_name)

@@ -73,7 +73,7 @@ def test_without_the_ingest_function_nothing_is_kept() -> None:
     for _ in range(3):
         b.call("f", {}, traceparent=TP)
         answer(a)
-    assert tracing.spans == [] and tracing.flushes == 0
+    assert tracing.batch.rows == [] and tracing.flushes == 0
 
 
 def test_spans_are_batched_to_the_ingest_function_in_the_compact_form() -> None:
@@ -85,7 +85,7 @@ def test_spans_are_batched_to_the_ingest_function_in_the_compact_form() -> None:
         b.call("f", {}, traceparent=TP)
         clock.now += 0.010
         answer(a, m.ErrorBody("invocation_failed", "boom") if i == 2 else None)
-    assert tracing.spans == [] and tracing.flushes == 1
+    assert tracing.batch.rows == [] and tracing.flushes == 1
     (ingest,) = sink.of(m.InvokeFunction)
     assert ingest.function_id == INGEST_FUNCTION_ID
     data: dict[str, Any] = ingest.data
@@ -113,7 +113,7 @@ def test_spans_are_batched_to_the_ingest_function_in_the_compact_form() -> None:
     assert rows[2][5:] == ["invocation_failed", "boom"]
     # The flush's own call to the ingest function makes no span.
     sink.send(m.InvocationResult(ingest.invocation_id, INGEST_FUNCTION_ID, None))
-    assert tracing.spans == []
+    assert tracing.batch.rows == []
 
 
 def test_spans_kept_before_the_ingest_function_left_are_dropped() -> None:
@@ -123,10 +123,10 @@ def test_spans_kept_before_the_ingest_function_left_are_dropped() -> None:
     a.register("f")
     b.call("f", {})
     answer(a)
-    assert len(tracing.spans) == 1
+    assert len(tracing.batch.rows) == 1
     sink.leave()
     tracing.flush()
-    assert tracing.flushes == 0 and tracing.spans == []
+    assert tracing.flushes == 0 and tracing.batch.rows == []
 
 
 def test_batches_beyond_the_in_flight_bound_are_dropped_and_counted() -> None:
@@ -236,3 +236,19 @@ def test_live_spans_follow_the_field_then_the_env_and_are_opt_in() -> None:
     assert not live_spans_of({"live_spans": False}, env={"OTEL_LIVE_SPANS": "1"})
     assert live_spans_of({"exporter": "both"}, env={"OTEL_LIVE_SPANS": "1"})
     assert not live_spans_of({}, env={"OTEL_LIVE_SPANS": "false"})
+
+
+def test_live_spans_schedule_a_flush_for_a_call_that_starts_a_trace() -> None:
+    clock = Clock()
+    bus = build_bus(clock=clock, invocation_deadline=60.0, tracing=False)
+    spawned: list[Any] = []
+    bus.spawn = spawned.append
+    tracing = bus.tracing = Tracing(bus, live=True, flush_interval=0.2)
+    bus.hooks.add(tracing)
+    sink, a, b = Worker(bus, "obs"), Worker(bus, "a"), Worker(bus, "b")
+    sink.register(INGEST_FUNCTION_ID)
+    a.register("slow")
+    b.call("slow", {})  # no traceparent: a new trace
+    (call,) = a.of(m.InvokeFunction)
+    assert parse_traceparent(call.traceparent) is not None
+    assert spawned == [tracing._flush_later]  # so it is announced even if nothing else ends

@@ -53,3 +53,36 @@ def test_new_ids_make_a_valid_traceparent() -> None:
 def test_trace_fields_for_log_lines() -> None:
     assert trace_fields(TP) == {"trace_id": TP[3:35], "span_id": TP[36:52]}
     assert trace_fields(None) == {} and trace_fields("junk") == {}
+
+
+def test_bulk_made_traceparents_are_valid_sampled_and_distinct() -> None:
+    from transport.tracecontext import new_span_ids, new_traceparents
+
+    tps = new_traceparents(3000)
+    assert len(tps) == 3000 and len(set(tps)) == 3000
+    for tp in tps:
+        parsed = parse_traceparent(tp)
+        assert parsed is not None and parsed[2] == "01" and len(tp) == 55
+    assert len({tp[3:35] for tp in tps}) == 3000  # trace ids distinct too
+    spans = new_span_ids(3000)
+    assert len(set(spans)) == 3000
+    assert all(len(s) == 16 and int(s, 16) > 0 and s == s.lower() for s in spans)
+
+
+def test_a_draw_with_an_all_zero_id_in_it_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import random
+
+    from transport import tracecontext
+
+    draws: list[int] = []
+
+    def rigged(bits: int) -> int:
+        draws.append(bits)
+        return 0 if len(draws) == 1 else random.getrandbits(bits)  # the first draw: all zeros
+
+    monkeypatch.setattr(tracecontext, "getrandbits", rigged)
+    (tp,) = tracecontext.new_traceparents(1)
+    assert parse_traceparent(tp) is not None and len(draws) == 2
+    draws.clear()
+    (span,) = tracecontext.new_span_ids(1)
+    assert int(span, 16) > 0 and len(draws) == 2
