@@ -8,7 +8,9 @@ interval, and a slot is cleared when its interval comes round again, so the wind
 one interval at a time. A percentile is found by walking the merged buckets and interpolating
 inside the one holding the rank (geometrically, as the buckets are), which is accurate to a
 fraction of a bucket's width (``GROWTH`` - 1 = 4 %). Counts and errors are also kept since the
-start. Time comes in as ``now`` (the bus clock).
+start. Time comes in as ``now`` (the bus clock). A call is counted once, in the cell of its
+function and callee; the rows per function and per worker are sums of cells, made only when
+read.
 """
 
 from __future__ import annotations
@@ -21,7 +23,16 @@ if TYPE_CHECKING:
     from supervisor.engine.invocations import Pending
     from transport.messages import ErrorBody
 
-__all__ = ["GROWTH", "CallMetrics", "Histogram", "Series", "bucket_of", "percentiles"]
+__all__ = [
+    "GROWTH",
+    "CallMetrics",
+    "Cell",
+    "Histogram",
+    "Series",
+    "bucket_of",
+    "percentiles",
+    "summary",
+]
 
 MIN_SECONDS = 1e-6
 MAX_SECONDS = 3600.0
@@ -30,7 +41,10 @@ _LOG_GROWTH = math.log(GROWTH)
 BUCKETS = int(math.log(MAX_SECONDS / MIN_SECONDS) / _LOG_GROWTH) + 2
 INTERVAL_SECONDS = 10.0
 INTERVALS = 6  # the window: 60 s
-MAX_KEYS = 10_000  # rows kept per table; past it the oldest row goes
+MAX_KEYS = 10_000  # cells kept; past it the oldest cell goes
+
+# (namespace, function id, callee worker id or None)
+Cell = tuple[str, str, "str | None"]
 
 
 _LOG_MIN = math.log(MIN_SECONDS)
@@ -150,18 +164,30 @@ class Series:
         return hists, errors
 
     def summary(self, now: float) -> dict[str, Any]:
-        hists, errors = self.window(now)
-        p50, p95, p99 = percentiles(hists, (0.50, 0.95, 0.99))
-        return {
-            "count": self.count,
-            "errors": self.errors,
-            "p50_ms": _ms(p50),
-            "p95_ms": _ms(p95),
-            "p99_ms": _ms(p99),
-            "window_count": sum(h.total for h in hists),
-            "window_errors": errors,
-            "window_seconds": INTERVAL_SECONDS * INTERVALS,
-        }
+        return summary((self,), now)
+
+
+def summary(cells: Iterable[Series], now: float) -> dict[str, Any]:
+    """Totals and window percentiles of the sum of ``cells`` (one row of the snapshot)."""
+    count = errors = window_errors = 0
+    hists: list[Histogram] = []
+    for series in cells:
+        count += series.count
+        errors += series.errors
+        more, more_errors = series.window(now)
+        hists += more
+        window_errors += more_errors
+    p50, p95, p99 = percentiles(hists, (0.50, 0.95, 0.99))
+    return {
+        "count": count,
+        "errors": errors,
+        "p50_ms": _ms(p50),
+        "p95_ms": _ms(p95),
+        "p99_ms": _ms(p99),
+        "window_count": sum(h.total for h in hists),
+        "window_errors": window_errors,
+        "window_seconds": INTERVAL_SECONDS * INTERVALS,
+    }
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -169,67 +195,78 @@ def _ms(seconds: float | None) -> float | None:
 
 
 class CallMetrics:
-    """The completion hook: one ``Series`` per (namespace, function id) and per callee
-    worker id (built-ins have no worker row). ``names`` keeps each worker's name."""
+    """The completion hook: one ``Series`` per cell — (namespace, function id, callee worker
+    id; None for a built-in) — so a call costs one lookup and one ``add``. The rows per
+    function and per worker are sums of their cells, made when asked (``snapshot``).
+    ``names`` keeps each worker's name."""
 
     def __init__(self) -> None:
-        self.functions: dict[tuple[str, str], Series] = {}
-        self.workers: dict[str, Series] = {}
+        self.cells: dict[Cell, Series] = {}
         self.names: dict[str, str | None] = {}
 
     def on_completion(
         self, pending: Pending, result: Any, err: ErrorBody | None, now: float
     ) -> None:
-        bucket = bucket_of(now - pending.started)
-        epoch = int(now // INTERVAL_SECONDS)
-        failed = err is not None
-        key = (pending.namespace, pending.function_id)
-        series = self.functions.get(key)
-        if series is None:
-            series = self.functions[key] = Series()
-            if len(self.functions) > MAX_KEYS:
-                del self.functions[next(iter(self.functions))]
-        series.add(bucket, failed, epoch)
         callee = pending.callee
-        if callee is not None:
-            wid = callee.worker_id
-            wseries = self.workers.get(wid)
-            if wseries is None:
-                wseries = self.workers[wid] = Series()
-                if len(self.workers) > MAX_KEYS:
-                    oldest = next(iter(self.workers))
-                    del self.workers[oldest]
-                    self.names.pop(oldest, None)
-            self.names[wid] = callee.name
-            wseries.add(bucket, failed, epoch)
+        if callee is None:
+            key: Cell = (pending.namespace, pending.function_id, None)
+        else:
+            key = (pending.namespace, pending.function_id, callee.worker_id)
+            self.names[callee.worker_id] = callee.name
+        series = self.cells.get(key)
+        if series is None:
+            series = self._cell(key)
+        series.add(bucket_of(now - pending.started), err is not None, int(now // INTERVAL_SECONDS))
+
+    def _cell(self, key: Cell) -> Series:
+        series = self.cells[key] = Series()
+        if len(self.cells) > MAX_KEYS:
+            oldest = next(iter(self.cells))
+            del self.cells[oldest]
+            wid = oldest[2]
+            if wid is not None and not any(k[2] == wid for k in self.cells):
+                self.names.pop(wid, None)
+        return series
 
     def add_local(
         self, key: tuple[str, str], count: int, errors: int, duration_ms_sum: float, now: float
     ) -> None:
         """Calls a worker ran in-process (``localinvocationstats``, OBSERVE.md §8.2): counted
         with the routed ones, each at the mean duration of its report (no finer figure
-        travels)."""
+        travels), in the function's row only (no worker's: they were not routed)."""
         if count <= 0:
             return
-        series = self.functions.get(key)
+        cell: Cell = (key[0], key[1], None)
+        series = self.cells.get(cell)
         if series is None:
-            series = self.functions[key] = Series()
-            if len(self.functions) > MAX_KEYS:
-                del self.functions[next(iter(self.functions))]
+            series = self._cell(cell)
         bucket = bucket_of(max(duration_ms_sum, 0.0) / count / 1000)
         epoch = int(now // INTERVAL_SECONDS)
         for i in range(count):
             series.add(bucket, i < errors, epoch)
 
+    def function_rows(self) -> dict[tuple[str, str], list[Series]]:
+        rows: dict[tuple[str, str], list[Series]] = {}
+        for (ns, fid, _), series in self.cells.items():
+            rows.setdefault((ns, fid), []).append(series)
+        return rows
+
+    def worker_rows(self) -> dict[str, list[Series]]:
+        rows: dict[str, list[Series]] = {}
+        for (_, _, wid), series in self.cells.items():
+            if wid is not None:
+                rows.setdefault(wid, []).append(series)
+        return rows
+
     def snapshot(self, now: float) -> dict[str, Any]:
         """The ``engine::calls::stats`` document (PROTOCOL.md has no such call; it is ours)."""
         functions = [
-            {"function_id": fid, "namespace": ns, **series.summary(now)}
-            for (ns, fid), series in sorted(self.functions.items(), key=lambda kv: kv[0])
+            {"function_id": fid, "namespace": ns, **summary(cells, now)}
+            for (ns, fid), cells in sorted(self.function_rows().items(), key=lambda kv: kv[0])
         ]
         workers = []
-        for wid, series in sorted(self.workers.items()):
-            row = series.summary(now)
+        for wid, cells in sorted(self.worker_rows().items()):
+            row = summary(cells, now)
             del row["window_seconds"]
             workers.append({"worker_id": wid, "name": self.names.get(wid), **row})
         return {"functions": functions, "workers": workers}

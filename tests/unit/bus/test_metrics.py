@@ -161,3 +161,33 @@ def test_locally_run_calls_are_counted_at_their_mean_duration() -> None:
     (row,) = metrics.snapshot(1000.0)["functions"]
     assert (row["count"], row["errors"], row["window_count"]) == (4, 1, 4)
     assert abs(row["p50_ms"] - 10) <= 0.4
+
+
+def test_a_call_counts_once_in_its_function_row_and_once_in_its_workers_row() -> None:
+    from supervisor.engine.metrics import CallMetrics
+
+    clock = Clock()
+    bus = build_bus(clock=clock, invocation_deadline=60.0)
+    a, b, c = Worker(bus, "a"), Worker(bus, "b"), Worker(bus, "c")
+    a.register("f")
+    b.register("f")  # f has two owners: its calls land in two cells
+    a.register("g")
+    served: dict[str, int] = {}
+    for i in range(12):
+        inv = c.call("f" if i % 3 else "g", {})
+        got = {w: w.of(m.InvokeFunction) for w in (a, b)}  # each outbox read (drained) once
+        ((owner, (call,)),) = [(w, calls) for w, calls in got.items() if calls]
+        served[owner.conn.worker_id] = served.get(owner.conn.worker_id, 0) + 1
+        clock.now += 0.001
+        err = m.ErrorBody("invocation_failed", "boom") if i == 1 else None
+        owner.send(m.InvocationResult(invocation_id=inv, function_id=call.function_id, error=err))
+    metrics = bus.metrics
+    assert isinstance(metrics, CallMetrics)
+    doc = metrics.snapshot(clock.now)
+    rows = {r["function_id"]: r for r in doc["functions"]}
+    assert (rows["f"]["count"], rows["f"]["errors"], rows["f"]["window_count"]) == (8, 1, 8)
+    assert (rows["g"]["count"], rows["g"]["errors"]) == (4, 0)
+    workers = {w["worker_id"]: w for w in doc["workers"]}
+    assert {wid: w["count"] for wid, w in workers.items()} == served
+    assert sum(w["count"] for w in workers.values()) == 12
+    assert workers[a.conn.worker_id]["name"] == "a"

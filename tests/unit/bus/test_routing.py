@@ -100,7 +100,7 @@ def test_call_is_routed_to_the_owner_and_the_result_relayed(bus: Bus) -> None:
     (result,) = b.of(m.InvocationResult)
     assert (result.invocation_id, result.result, result.error) == (inv, {"sum": 3}, None)
     assert bus.metrics is not None
-    assert bus.metrics.functions[("default", "math::add")].count == 1
+    assert bus.metrics.cells[("default", "math::add", a.conn.worker_id)].count == 1
 
 
 def test_non_object_payloads_are_passed_unchanged(bus: Bus) -> None:
@@ -158,7 +158,7 @@ def test_handler_error_reaches_the_caller(bus: Bus) -> None:
     err = b.of(m.InvocationResult)[0].error
     assert (err.code, err.message, err.stacktrace) == ("invocation_failed", "boom", "tb")
     assert bus.metrics is not None
-    assert bus.metrics.functions[("default", "f")].errors == 1
+    assert bus.metrics.cells[("default", "f", a.conn.worker_id)].errors == 1
 
 
 def test_void_call_reaches_the_handler_and_sends_nothing_back(bus: Bus) -> None:
