@@ -10,7 +10,9 @@ from inside a handler continues that handler's trace.
 
 from __future__ import annotations
 
+import binascii
 import contextvars
+import os
 import re
 from random import getrandbits
 
@@ -57,46 +59,48 @@ def parse_traceparent(value: object) -> TraceParent | None:
     return trace_id, span_id, flags
 
 
-# Ids per draw: one random number of POOL_IDS * 24 bytes at a time.
+# Ids per draw: POOL_IDS * 24 random bytes at a time.
 POOL_IDS = 4096
 _ZERO_RUN = b"0" * 16
-# One new traceparent per 64 bytes: 5 blanks, "00-", the trace id at an offset that is a
-# multiple of 8, "-", the span id, "-01", 4 blanks. The blanks are where ``split`` cuts.
-_RECORD = b" " * 5 + b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01" + b" " * 4
-_TRACE_AT = 8
-_SPAN_AT = _TRACE_AT + 33
+# One new traceparent per 56 bytes: "00-", the trace id, "-", the span id, "-01", a newline,
+# where ``split`` cuts. The buffer starts with 5 bytes more, so that every trace id starts at a
+# multiple of 8 and is copied 8 digits at a time; 3 more at the end make its length one.
+_LEAD, _TAIL = 5, 3
+_RECORD = b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01\n"
+_TRACE_WORD = (_LEAD + 3) // 8  # the first trace id's first 8-byte word
+_SPAN_AT = _LEAD + 36
 
 
-def _random_hex(count: int, size: int) -> bytes:
-    """``count`` random ids of ``size`` bytes as lower-case hex, with no run of 16 zeros
-    anywhere, so no id cut from them is all-zero (which W3C forbids)."""
+def _random_hex(size: int) -> bytes:
+    """``size`` random bytes (the kernel's CSPRNG) as lower-case hex with no run of 16 zeros
+    anywhere, so no id cut from them is all-zero, which W3C forbids."""
     while True:
-        text = getrandbits(count * size * 8).to_bytes(count * size, "little").hex().encode()
+        text = binascii.hexlify(os.urandom(size))
         if _ZERO_RUN not in text:
             return text
 
 
 def new_traceparents(count: int = POOL_IDS) -> list[str]:
-    """``count`` sampled traceparents of new traces. Built in C, by strided copies of random
-    hex into a template and one ``split``: formatting two fresh random numbers as hex for each
-    one cost the engine's dispatch hook ~5.6k instructions per call, ``next`` on this list's
-    iterator costs a few hundred."""
-    raw = _random_hex(count, 24)  # per id: 32 hex digits of trace id, then 16 of span id
-    buf = bytearray(_RECORD * count)
+    """``count`` sampled traceparents of new traces, made in C: strided copies of random hex
+    into a template, and one ``split``. Formatting two fresh random numbers as hex for each
+    cost the engine's dispatch hook ~5.6k instructions per call; drawing from this list costs a
+    few hundred, and making it ~1k per id."""
+    raw = _random_hex(count * 24)  # per id: 32 hex digits of trace id, then 16 of span id
+    buf = bytearray(b"\n" * _LEAD + _RECORD * count + b"\n" * _TAIL)
     words, source = memoryview(buf).cast("Q"), memoryview(raw).cast("Q")  # 8 bytes each
-    for k in range(4):  # the trace id, 8 digits at a time: 8 words per record, 6 per id
-        words[_TRACE_AT // 8 + k :: 8] = source[k::6]
+    for k in range(4):  # the trace id, 8 digits at a time: 7 words per record, 6 per id
+        words[_TRACE_WORD + k :: 7] = source[k::6]
     for k in range(16):  # the span id, not word-aligned: a byte at a time
-        buf[_SPAN_AT + k :: 64] = raw[32 + k :: 48]
-    return buf.decode("ascii").split()
+        buf[_SPAN_AT + k :: 56] = raw[32 + k :: 48]
+    return buf[_LEAD : len(buf) - _TAIL - 1].decode("ascii").split("\n")
 
 
 def new_span_ids(count: int = POOL_IDS) -> list[str]:
-    """``count`` random span ids (16 hex digits), built in C as ``new_traceparents``."""
+    """``count`` random span ids (16 hex digits), made in C as ``new_traceparents``."""
     while True:
-        text = getrandbits(count * 64).to_bytes(count * 8, "little").hex(" ", 8)
+        text = os.urandom(count * 8).hex(" ", 8)
         if "0" * 16 not in text:  # no all-zero id
-            return text.split()
+            return text.split(" ")
 
 
 def new_trace_id() -> str:

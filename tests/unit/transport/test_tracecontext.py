@@ -70,17 +70,18 @@ def test_bulk_made_traceparents_are_valid_sampled_and_distinct() -> None:
 
 
 def test_a_draw_with_an_all_zero_id_in_it_is_drawn_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    import random
+    import os
 
     from transport import tracecontext
 
+    real = os.urandom
     draws: list[int] = []
 
-    def rigged(bits: int) -> int:
-        draws.append(bits)
-        return 0 if len(draws) == 1 else random.getrandbits(bits)  # the first draw: all zeros
+    def rigged(size: int) -> bytes:
+        draws.append(size)
+        return bytes(size) if len(draws) == 1 else real(size)  # the first draw: all zeros
 
-    monkeypatch.setattr(tracecontext, "getrandbits", rigged)
+    monkeypatch.setattr(tracecontext.os, "urandom", rigged)
     (tp,) = tracecontext.new_traceparents(1)
     assert parse_traceparent(tp) is not None and len(draws) == 2
     draws.clear()
