@@ -10,7 +10,10 @@ Names (``<base>`` below):
 * then the main queue ``<base>.queue``, the DLQ ``<base>.dlq`` and one retry queue per delay,
   ``<base>.retry.<ms>``, whose ``x-message-ttl`` is that delay and which dead-letters back to the
   main queue. Every queue is durable (``queue_type: quorum`` makes them quorum queues) and every
-  message persistent.
+  message persistent. Classic queues are declared as version 2 (``x-queue-version: 2``;
+  RabbitMQ 3.10+, the only one from 4.0), whose confirms of persistent messages come sooner:
+  with 8 confirmed publishes in flight a bare pika client got 2,655–3,026 messages/s against
+  2,094–2,226 for version 1 (2026-12-03). A queue that exists as version 1 is kept so.
 
 Attempts follow the one rule of ``storage.queue_core`` (``max_attempts`` handler calls, retry
 after ``backoff × 2^(attempts − 1)``): the ``x-attempt`` header counts failed attempts; a failure
@@ -30,7 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import attrs
 import orjson
@@ -57,6 +60,7 @@ __all__ = ["OP_TIMEOUT", "RabbitBroker", "names_of", "open_rabbitmq_broker"]
 
 log = structlog.get_logger(__name__)
 
+_PRECONDITION_FAILED: Final = 406  # a declaration whose arguments differ from the queue's
 ScanAction = Literal["list", "redrive", "discard"]
 Channel = Any  # pika.adapters.blocking_connection.BlockingChannel (pika ships no types)
 
@@ -106,6 +110,7 @@ class RabbitBroker(AmqpLink):
         self._retry_delays: dict[str, set[int]] = {}
         self._declared_exchanges: set[str] = set()
         self._consumers: dict[str, Channel] = {}
+        self._classic_v1: set[str] = set()  # classic queues found as version 1, kept so
 
     def _on_connected(self) -> None:
         self._declared_exchanges.clear()
@@ -124,25 +129,47 @@ class RabbitBroker(AmqpLink):
         args: dict[str, Any] = {}
         if self.queue_type == "quorum":
             args["x-queue-type"] = "quorum"
-        elif spec is not None and spec.max_priority:
+            return args
+        args["x-queue-version"] = 2
+        if spec is not None and spec.max_priority:
             args["x-max-priority"] = spec.max_priority
         return args
+
+    def _declare_queue(self, name: str, args: dict[str, Any]) -> None:
+        """Declare a durable queue; a classic one as version 2 unless it exists already as
+        version 1 (declared by an older release or by hand): then as that, since RabbitMQ
+        refuses a declaration whose ``x-queue-version`` differs from the queue's."""
+        if name in self._classic_v1:
+            args = {k: v for k, v in args.items() if k != "x-queue-version"}
+        ch = self._admin
+        assert ch is not None
+        try:
+            ch.queue_declare(name, durable=True, arguments=args)
+        except pika.exceptions.ChannelClosedByBroker as exc:
+            if exc.reply_code != _PRECONDITION_FAILED or "x-queue-version" not in str(
+                exc.reply_text
+            ):
+                raise
+            log.info("rabbitmq queue exists as classic version 1; kept so", queue=name)
+            self._classic_v1.add(name)
+            self._reopen_admin()
+            self._declare_queue(name, args)
 
     def _declare_sync(self, spec: QueueSpec) -> Names:
         ch = self._admin
         assert ch is not None
         names = names_of(spec)
         ch.exchange_declare(names.exchange, exchange_type=names.exchange_type, durable=True)
-        ch.queue_declare(names.queue, durable=True, arguments=self._queue_args(spec))
+        self._declare_queue(names.queue, self._queue_args(spec))
+        ch = self._admin
+        assert ch is not None
         ch.queue_bind(names.queue, names.exchange, routing_key=names.queue)
-        ch.queue_declare(names.dlq, durable=True, arguments=self._queue_args())
+        self._declare_queue(names.dlq, self._queue_args())
         for delay in self._retry_delays.get(spec.name, ()):
             self._declare_retry(names, delay)
         return names
 
     def _declare_retry(self, names: Names, delay_ms: int) -> str:
-        ch = self._admin
-        assert ch is not None
         name = names.retry(delay_ms)
         args = {
             **self._queue_args(),
@@ -150,7 +177,7 @@ class RabbitBroker(AmqpLink):
             "x-dead-letter-exchange": "",
             "x-dead-letter-routing-key": names.queue,
         }
-        ch.queue_declare(name, durable=True, arguments=args)
+        self._declare_queue(name, args)
         return name
 
     def _consume_sync(self, spec: QueueSpec) -> None:

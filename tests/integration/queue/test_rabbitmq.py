@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pika
 import pytest
 from iii import InvocationError
 
@@ -277,3 +278,30 @@ def test_sigkill_of_the_actor_mid_stream_loses_no_job_on_rabbitmq(
     job.settle()
     assert sorted(job.seen) == list(range(total))  # every job at least once
     assert sum(c - 1 for c in job.seen.values()) <= 8  # only those in flight at the kill
+
+
+def test_classic_queues_are_version_2_and_a_version_1_queue_is_kept(
+    vhost: str, queue_engine: Callable[..., QueueDeployment]
+) -> None:
+    """New classic queues are declared with ``x-queue-version: 2``; a main queue that exists as
+    version 1 (an older release declared it) is declared as that and works as before."""
+    old, new = qname(), qname()
+    conn = pika.BlockingConnection(pika.URLParameters(f"amqp://guest:guest@127.0.0.1:5672/{vhost}"))
+    try:
+        conn.channel().queue_declare(f"iii.__fn_queue::{old}.queue", durable=True)
+    finally:
+        conn.close()
+    q = queue_engine(rabbit_block(vhost, {old: {"concurrency": 4}, new: {"concurrency": 4}}))
+    job = Recorder()
+    q.register("test::rversion", job)
+    for n in range(20):
+        enqueue(q.client, "test::rversion", {"n": n}, queue=old if n % 2 else new)
+    job.wait_keys(20, 30.0)
+    assert sorted(job.seen) == list(range(20))
+    listed = rabbitmqctl(
+        "-q", "list_queues", "-p", vhost, "--no-table-headers", "name", "arguments"
+    )
+    args = {line.split("\t")[0]: line.split("\t", 1)[1] for line in listed.splitlines() if line}
+    assert "x-queue-version" not in args[f"iii.__fn_queue::{old}.queue"]
+    assert "x-queue-version" in args[f"iii.__fn_queue::{old}.dlq"]
+    assert "x-queue-version" in args[f"iii.__fn_queue::{new}.queue"]
