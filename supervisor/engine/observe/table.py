@@ -405,13 +405,17 @@ class ObserverTable:
         key = entry.key
         if self.owner_ready.get(key) is conn:
             del self.owner_ready[key]
-        for obs in list(self.by_source.get(key, {}).values()):
-            obs.announced_to = None
-            obs.acked_by = None
-            obs.ack_deadline = None
-            self.settle(obs, now)
-        for obs in list(self.by_target.get(key, {}).values()):
-            self.settle(obs, now)
+        sources = self.by_source.get(key)  # none, for most functions: a departing worker's
+        if sources:  # clean-up walks them all
+            for obs in list(sources.values()):
+                obs.announced_to = None
+                obs.acked_by = None
+                obs.ack_deadline = None
+                self.settle(obs, now)
+        targets = self.by_target.get(key)
+        if targets:
+            for obs in list(targets.values()):
+                self.settle(obs, now)
 
     def connection_gone(self, worker_id: str, now: float) -> None:
         """The observing worker left: its observers wait ``GRACE`` for a replay (§5.4 #11)."""
