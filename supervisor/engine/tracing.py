@@ -192,8 +192,8 @@ class Tracing:
         if at is None:
             at = batch.shape(key)
         epoch = batch.epoch_ns
-        row = [tp, pending.parent_span_id, at, epoch + int(pending.started * 1e9)]
-        row.append(epoch + int(now * 1e9))
+        start, end = epoch + int(pending.started * 1e9), epoch + int(now * 1e9)
+        row = [tp, pending.parent_span_id, at, start, end]
         if err is not None:
             row += (err.code, err.message)
         batch.rows.append(row)
