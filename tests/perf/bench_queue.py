@@ -32,7 +32,8 @@ Guarantees: every system here uses durable queues, persistent messages (delivery
 system's default) and acks a job after its task ran (Celery's ``acks_late``, Dramatiq's and
 iii's manual acks). Only iii's producer uses publisher confirms, which the issue requires;
 Celery's ``confirm_publish`` and Dramatiq's ``confirm_delivery`` are off by default and off
-here. The confirm of a persistent message waits for the broker to write it (or for its
+in the rows the targets compare against; two more rows run each with them on (information:
+like for like with iii's producer; ``--no-confirmed`` skips them). The confirm of a persistent message waits for the broker to write it (or for its
 consumer's ack): 2-4 ms on this machine, so with 8 enqueues in flight the iii RabbitMQ row is
 bounded by that round trip as much as by CPU. For scale, one pika thread that does nothing else
 (8 confirmed persistent publishes in flight, each message consumed and acked at once, one
@@ -78,6 +79,9 @@ from tests.support import BIN, REPO, EngineProcess, WorkerProcess, port_open, sd
 JOBS = 20_000
 ROUNDS = 1
 IN_FLIGHT = 8  # the iii producer's enqueues awaiting their acknowledgement at any time
+# Also run Celery and Dramatiq with publisher confirms on, as information beside the targets
+# (which are against their defaults): like for like with iii's producer (--no-confirmed: not).
+CONFIRMED = True
 SDK_SYNC = False  # --sdk-sync: sync producer threads and a sync handler, as the SDK README
 # Another checkout (an older revision) whose engine and actor run the same iii rows again, in
 # the same run, marked "[baseline]": before and after side by side.
@@ -306,6 +310,8 @@ from celery import Celery
 app = Celery("bench", broker=os.environ["BENCH_BROKER"])
 app.conf.update(task_acks_late=True, worker_prefetch_multiplier=50, task_ignore_result=True,
                 broker_connection_retry_on_startup=True, worker_hijack_root_logger=False)
+if os.environ.get("BENCH_CONFIRM"):  # publisher confirms, as iii's producer waits for
+    app.conf.broker_transport_options = {"confirm_publish": True}
 N = int(os.environ["BENCH_JOBS"]); MARK = os.environ["BENCH_MARK"]
 lock = threading.Lock(); seen = [0]
 
@@ -321,7 +327,9 @@ DRAMATIQ_APP = """
 import os, threading
 import dramatiq
 from dramatiq.brokers.rabbitmq import RabbitmqBroker
-dramatiq.set_broker(RabbitmqBroker(url=os.environ["BENCH_BROKER"]))
+# confirm_delivery: publisher confirms, as iii's producer waits for
+dramatiq.set_broker(RabbitmqBroker(url=os.environ["BENCH_BROKER"],
+                                   confirm_delivery=bool(os.environ.get("BENCH_CONFIRM"))))
 N = int(os.environ["BENCH_JOBS"]); MARK = os.environ["BENCH_MARK"]
 lock = threading.Lock(); seen = [0]
 
@@ -335,7 +343,12 @@ def noop(n):
 
 
 def bench_external(
-    name: str, source: str, command: list[str], produce: Callable[[Any], None], broker: str
+    name: str,
+    source: str,
+    command: list[str],
+    produce: Callable[[Any], None],
+    broker: str,
+    confirm: bool = False,
 ) -> Measured:
     tmp = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     (tmp / "benchapp.py").write_text(textwrap.dedent(source))
@@ -346,6 +359,7 @@ def bench_external(
         "BENCH_JOBS": str(JOBS),
         "BENCH_MARK": str(mark),
         "PYTHONPATH": str(tmp),
+        "BENCH_CONFIRM": "1" if confirm else "",
     }
     with open(tmp / "worker.log", "wb") as log:
         worker = subprocess.Popen(
@@ -379,22 +393,23 @@ def bench_external(
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def bench_celery(broker: str) -> Measured:
+def bench_celery(broker: str, confirm: bool = False) -> Measured:
     def produce(app: Any) -> None:
         for n in range(JOBS):
             app.noop.delay(n)
 
     command = [str(BIN / "celery"), "-A", "benchapp", "worker", "-P", "threads", "-c", "8"]
-    return bench_external("celery", CELERY_APP, [*command, "-l", "warning"], produce, broker)
+    command += ["-l", "warning"]
+    return bench_external("celery", CELERY_APP, command, produce, broker, confirm)
 
 
-def bench_dramatiq(broker: str) -> Measured:
+def bench_dramatiq(broker: str, confirm: bool = False) -> Measured:
     def produce(app: Any) -> None:
         for n in range(JOBS):
             app.noop.send(n)
 
     command = [str(BIN / "dramatiq"), "benchapp", "--processes", "1", "--threads", "8"]
-    return bench_external("dramatiq", DRAMATIQ_APP, command, produce, broker)
+    return bench_external("dramatiq", DRAMATIQ_APP, command, produce, broker, confirm)
 
 
 # -- the table --------------------------------------------------------------------------------
@@ -430,11 +445,20 @@ def print_table(results: dict[str, float | str], cpu: dict[str, float]) -> None:
             f"{label:36} {value:>10,.0f} {per_job:>9} {ratio(value, celery):>9} "
             f"{ratio(value, dramatiq):>11}  {verdict}"
         )
+    c_celery = results.get("celery rabbitmq, publisher confirms")
+    c_dramatiq = results.get("dramatiq rabbitmq, publisher confirms")
+    for label, value in results.items():
+        if label.startswith("iii rabbitmq") and isinstance(value, float):
+            print(
+                f"like for like ({label}; Celery and Dramatiq with publisher confirms too, "
+                f"information, not the target): {ratio(value, c_celery)} of Celery, "
+                f"{ratio(value, c_dramatiq)} of Dramatiq"
+            )
 
 
 def parse_args(argv: list[str]) -> list[str]:
     """Set the run's settings from the command line; the ``--only`` words (empty: all rows)."""
-    global JOBS, ROUNDS, IN_FLIGHT, SDK_SYNC
+    global JOBS, ROUNDS, IN_FLIGHT, SDK_SYNC, CONFIRMED
     parser = argparse.ArgumentParser(prog="python -m tests.perf.bench_queue")
     parser.add_argument("jobs", nargs="?", type=int, default=JOBS)
     parser.add_argument("rounds", nargs="?", type=int, default=ROUNDS)
@@ -446,8 +470,14 @@ def parse_args(argv: list[str]) -> list[str]:
     )
     parser.add_argument("--in-flight", type=int, default=IN_FLIGHT)
     parser.add_argument("--sdk-sync", action="store_true")
+    parser.add_argument(
+        "--no-confirmed",
+        action="store_true",
+        help="skip the Celery and Dramatiq rows with publisher confirms on (information only)",
+    )
     args = parser.parse_args(argv)
     JOBS, ROUNDS, IN_FLIGHT, SDK_SYNC = args.jobs, args.rounds, args.in_flight, args.sdk_sync
+    CONFIRMED = not args.no_confirmed
     return [w.strip() for w in args.only.split(",") if w.strip()]
 
 
@@ -513,6 +543,12 @@ def main(argv: list[str]) -> int:
         if rabbit and wanted("dramatiq rabbitmq"):
             with vhost() as vh:
                 run("dramatiq rabbitmq", bench_dramatiq, amqp(vh))
+        if rabbit and CONFIRMED and wanted("celery rabbitmq, publisher confirms"):
+            with vhost() as vh:
+                run("celery rabbitmq, publisher confirms", bench_celery, amqp(vh), True)
+        if rabbit and CONFIRMED and wanted("dramatiq rabbitmq, publisher confirms"):
+            with vhost() as vh:
+                run("dramatiq rabbitmq, publisher confirms", bench_dramatiq, amqp(vh), True)
 
     if not rabbit:
         print("RabbitMQ (or rabbitmqctl) not available: its rows are skipped")
