@@ -35,10 +35,12 @@ class FunctionEntry:
     observe: ObserveDescriptor = DEFAULT_DESCRIPTOR  # registerfunction.observe (descriptor.py)
     invocation: Any = None  # HTTP-invoked (external.py): the registration's `invocation`
     _turn: int = 0
+    # (namespace, function_id), made once: the table, the observer directory and clean-up
+    # look it up for every entry they touch (neither part changes after creation).
+    key: Key = attrs.field(init=False)
 
-    @property
-    def key(self) -> Key:
-        return (self.namespace, self.function_id)
+    def __attrs_post_init__(self) -> None:
+        self.key = (self.namespace, self.function_id)
 
     @property
     def in_engine(self) -> bool:

@@ -234,13 +234,19 @@ class Registrar:
             self._drop_owner(conn, entry)
 
     def _drop_owner(self, conn: Connection, entry: FunctionEntry) -> None:
-        entry.owners.remove(conn)
         conn.functions.discard(entry.key)
-        self.bus.observer_directory.function_removed(entry, conn)
-        if not entry.owners:
-            self.bus.functions.remove(entry)
+        if self._release(conn, entry):
             self.bus.functions_changed()
-            self.external.released(entry)
+
+    def _release(self, conn: Connection, entry: FunctionEntry) -> bool:
+        """``conn`` stops owning ``entry``; whether the entry left the table with it."""
+        entry.owners.remove(conn)
+        self.bus.observer_directory.function_removed(entry, conn)
+        if entry.owners:
+            return False
+        self.bus.functions.remove(entry)
+        self.external.released(entry)
+        return True
 
     def register_service(self, conn: Connection, msg: m.RegisterService) -> None:
         self.bus.services[(conn.ns, msg.id)] = {
@@ -415,11 +421,15 @@ class Registrar:
     def forget(self, conn: Connection) -> None:
         """Drop everything a departing connection registered: O(what it owned)."""
         bus = self.bus
-        for key in list(conn.functions):
-            entry = bus.functions.get(key)
+        functions = bus.functions
+        keys, conn.functions = conn.functions, set()
+        released = False
+        for key in keys:
+            entry = functions.get(key)
             if entry is not None and conn in entry.owners:
-                self._drop_owner(conn, entry)
-        conn.functions.clear()
+                released = self._release(conn, entry) or released
+        if released:
+            bus.functions_changed()
         triggers = bus.triggers
         for binding_id in list(conn.triggers):
             binding = triggers.bindings.get(binding_id)
