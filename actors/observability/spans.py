@@ -19,6 +19,7 @@ import re
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from fnmatch import translate
+from operator import itemgetter
 from typing import Any, Final
 
 from actors.observability.spanrows import (
@@ -70,6 +71,10 @@ def public(span: Span) -> Span:
     return {k: v for k, v in span.items() if not k.startswith("_")}
 
 
+_key: Final = itemgetter(TRACE, SPAN)
+_size: Final = itemgetter(SIZE)
+
+
 def duration_ms(row: Row, now_ns: int) -> float:
     end = row[END] or now_ns  # pending: the duration so far
     return max(0, end - row[START]) / 1e6
@@ -97,8 +102,24 @@ class SpanStore:
         stored, order = self._rows, self._order
         indexed = self._index is not None
         unindexed = self._unindexed
+        batch = rows if isinstance(rows, list) else list(rows)
+        keys: list[Key] = list(map(_key, batch))
+        count = len(stored)
+        if stored.keys().isdisjoint(keys):
+            # The usual batch: spans not stored yet, stored without a bytecode per row. Two of
+            # the same span in it (the dict grew by fewer) take the row-by-row way below.
+            stored.update(zip(keys, batch, strict=True))
+            if len(stored) == count + len(keys):
+                order.extend(batch)
+                self.bytes += sum(map(_size, batch))
+                if indexed:
+                    unindexed.extend(keys)
+                self._bound(indexed)
+                return
+            for key in keys:
+                stored.pop(key, None)
         added = 0
-        for row in rows:
+        for row in batch:
             key = (row[TRACE], row[SPAN])
             count = len(stored)
             old = stored.setdefault(key, row)  # one lookup for a new span
@@ -111,6 +132,10 @@ class SpanStore:
             if indexed:
                 unindexed.append(key)
         self.bytes += added
+        self._bound(indexed)
+
+    def _bound(self, indexed: bool) -> None:
+        stored, order, unindexed = self._rows, self._order, self._unindexed
         max_bytes = self.max_bytes
         while len(stored) > self.max_spans or (
             max_bytes is not None and self.bytes > max_bytes and len(stored) > 1

@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from actors.observability.otlpjson import spans_of
-from actors.observability.spanrows import ShapeTable, engine_rows, shape_numbers, span_of
+from actors.observability.spanrows import SIZE, ShapeTable, engine_rows, shape_numbers, span_of
 from actors.observability.spans import (
     SpanStore,
     collapse_rules,
@@ -164,6 +164,22 @@ def test_the_trace_index_follows_stores_replacements_and_evictions() -> None:
     store.add_rows(rows(1, start=9))  # the oldest is trace 1 (trace 3 was stored again)
     assert sorted(store.trace_ids()) == [f"{i:032x}" for i in (2, 3, 9)]
     assert store.expire(now_ns=10**12, max_age_ns=1) == 3 and store.trace_ids() == []
+
+
+def test_a_span_twice_in_one_batch_is_stored_once_the_later_row_last() -> None:
+    """A batch of new spans is stored whole (one dict update); one holding the same span twice,
+    or a span already stored, goes row by row: the later row replaces the earlier, at the end."""
+    fresh = rows(3)
+    store = SpanStore(max_spans=10)
+    store.add_rows(fresh)
+    assert len(store) == 3 and store.bytes == sum(r[SIZE] for r in fresh)
+    again = rows(2, start=3)
+    twice = [again[0], again[1], again[0][:4] + (0, *again[0][5:])]  # the first again, pending
+    store.add_rows(iter(twice))
+    assert len(store) == 5 and list(store.rows()) == [*fresh, again[1], twice[2]]
+    assert store.bytes == sum(r[SIZE] for r in [*fresh, *again])
+    store.add_rows([rows(1, start=8)[0], fresh[0]])  # one new, one stored: stored again
+    assert list(store.rows())[-2:] == [rows(1, start=8)[0], fresh[0]] and len(store) == 6
 
 
 def test_collapsed_spans_are_hidden_and_their_children_reparented() -> None:
