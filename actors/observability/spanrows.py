@@ -150,6 +150,28 @@ def engine_rows(body: Any, shapes: ShapeTable = SHAPES) -> list[Row]:
     scope = scope if isinstance(scope, str) else ""
     numbers = [shapes.number(raw, service, scope) for raw in table]
     sizes = [0 if n is None else shapes.shapes[n].size for n in numbers]
+    if None not in numbers:
+        # The usual batch: every row of five fields (no error) and every shape readable. A row
+        # of seven (an error) ends it for the row-by-row way below, which also skips what this
+        # skips (a bad traceparent or time) and what fails here (a bad shape index).
+        with_parent = [size + _PARENT_BYTES for size in sizes]
+        try:
+            return [
+                (
+                    tp[3:35],
+                    tp[36:52],
+                    parent,
+                    start,
+                    end,
+                    sizes[at] if parent is None else with_parent[at],
+                    numbers[at],
+                    None,
+                )
+                for tp, parent, at, start, end in spans
+                if len(tp) == 55 and type(start) is int and type(end) is int
+            ]
+        except (TypeError, ValueError, IndexError):
+            pass
     rows: list[Row] = []
     append = rows.append
     for raw in spans:

@@ -107,6 +107,19 @@ def test_unreadable_compact_rows_are_skipped_not_raised() -> None:
     body["spans"] += [["short"], [tp("d4"), None, 99, 1, 2], "x", [tp("e5"), None, 0, "1", 2]]
     assert [r[1][:2] for r in engine_rows(body)] == ["a1", "b2", "c3"]
     assert engine_rows({"spans": "no"}) == []
+    ok = rows(3)  # without errors: the whole-batch way, which skips the same rows
+    body = compact_spans(
+        [
+            (f"00-{i:032x}-{i + 1:016x}-01", None, ("f", "default", None, None), i, i + 0.5, None)
+            for i in range(3)
+        ],
+        0,
+        "iii",
+    )
+    body["spans"] += [[tp("d4")[:-1], None, 0, 1, 2], [tp("e5"), None, 0, 1.5, 2]]
+    assert engine_rows(body) == ok
+    body["spans"].append([tp("f6"), None, 99, 1, 2])  # a bad shape: row by row, skipped there
+    assert engine_rows(body) == ok
 
 
 def test_shapes_are_shared_across_batches_and_pruned_when_unused() -> None:
