@@ -53,6 +53,15 @@ class FrameDecoder:
             data = self._continue(data, out)
             if not data:
                 return out
+        if len(data) > STREAM_AT and not self._buf and self._need is None:
+            (need,) = _HEADER.unpack_from(data, 0)
+            if STREAM_AT < need <= self.max_frame:
+                # A large frame at the start of a read: collected from the read itself, not
+                # copied into the input buffer and out of it again first (three copies less).
+                self._big, self._need = bytearray(), need
+                data = self._continue(memoryview(data)[4:], out)
+                if not data:
+                    return out
         self._buf += data
         buf = self._buf
         pos = 0
@@ -91,7 +100,9 @@ class FrameDecoder:
             del buf[:pos]
         return out
 
-    def _continue(self, data: bytes | bytearray, out: list[bytes | Oversized]) -> bytes:
+    def _continue(
+        self, data: bytes | bytearray | memoryview, out: list[bytes | Oversized]
+    ) -> bytes:
         """Feed the frame being collected or skipped; return the bytes after it."""
         if self._skip is not None:
             n = min(self._skip, len(data))
@@ -107,6 +118,10 @@ class FrameDecoder:
         big, need = self._big, self._need
         assert big is not None and need is not None
         n = min(need - len(big), len(data))
+        if not big and n == need:  # all of it in one read: copied out once
+            out.append(bytes(data[:n]))
+            self._big, self._need = None, None
+            return bytes(data[n:])
         big += data[:n]
         if len(big) < need:
             return b""
