@@ -3,8 +3,11 @@ SDK client in the test process, and the helpers the queue tests share."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +16,7 @@ from typing import Any, Final
 import pytest
 from iii import TriggerAction
 
-from tests.support import EngineProcess, find_process, sdk_client, wait_for
+from tests.support import EngineProcess, find_process, require_service, sdk_client, wait_for
 
 READY: Final = "engine::queue::enqueue"
 CALLER_KEY: Final = "_caller_worker_id"
@@ -132,4 +135,40 @@ def file_block(path: Path, **queue: Any) -> dict[str, Any]:
             "config": {"store_method": "file_based", "file_path": str(path)},
         },
         "queue_configs": {"default": queue} if queue else {},
+    }
+
+
+# -- RabbitMQ: a vhost of its own per test ------------------------------------------------------
+
+
+def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
+    out = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return out.stdout
+
+
+@pytest.fixture
+def vhost() -> Iterator[str]:
+    """A vhost per test: queues declared classic by one test never clash with quorum ones.
+    Tests ask for it before ``queue_engine``, so the engine stops before the vhost goes."""
+    require_service("rabbitmq", 5672)
+    if shutil.which("rabbitmqctl") is None:
+        pytest.skip("rabbitmqctl is not installed (needed for a test vhost)")
+    name = f"iii-test-{uuid.uuid4().hex[:8]}"
+    rabbitmqctl("add_vhost", name)
+    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    try:
+        yield name
+    finally:
+        rabbitmqctl("delete_vhost", name)
+
+
+def rabbit_block(vhost: str, queues: dict[str, Any], **adapter: Any) -> dict[str, Any]:
+    return {
+        "adapter": {
+            "name": "rabbitmq",
+            "config": {"amqp_url": f"amqp://guest:guest@127.0.0.1:5672/{vhost}", **adapter},
+        },
+        "queue_configs": queues,
     }

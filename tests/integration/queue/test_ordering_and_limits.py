@@ -1,6 +1,8 @@
-"""Through an SDK worker, on the builtin broker: a queue's concurrency limit is never exceeded
-(measured by the handler itself), and a FIFO queue keeps each message group in order while
-groups run side by side."""
+"""Through an SDK worker, on every adapter that consumes (builtin in memory, builtin file-based,
+RabbitMQ): a queue's concurrency limit is never exceeded (measured by the handler itself), and a
+FIFO queue keeps each message group in order. The builtin broker runs groups side by side; a
+RabbitMQ FIFO queue is consumed one message at a time (prefetch 1, as upstream), which keeps
+every group's order too."""
 
 from __future__ import annotations
 
@@ -8,23 +10,41 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from tests.integration.queue.conftest import QueueDeployment, enqueue
+import pytest
+
+from tests.integration.queue.conftest import QueueDeployment, enqueue, rabbit_block
 from tests.support import wait_for
 
+Blocks = Callable[..., dict[str, Any]]
 
-def memory_block(**queues: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "adapter": {"name": "builtin", "config": {"store_method": "in_memory"}},
-        "queue_configs": queues,
-    }
+
+def builtin_block(store: dict[str, Any], queues: dict[str, Any]) -> dict[str, Any]:
+    return {"adapter": {"name": "builtin", "config": store}, "queue_configs": queues}
+
+
+@pytest.fixture(
+    params=["in_memory", "file_based", pytest.param("rabbitmq", marks=pytest.mark.rabbitmq)]
+)
+def block_of(request: pytest.FixtureRequest, tmp_path: Path) -> Blocks:
+    """``block_of(name={...queue settings...})`` → an iii-queue block on the adapter under test.
+    Ask for it before ``queue_engine``: RabbitMQ's vhost then outlives the engine."""
+    if request.param == "rabbitmq":
+        vhost: str = request.getfixturevalue("vhost")
+        return lambda **queues: rabbit_block(vhost, queues)
+    if request.param == "file_based":
+        store = {"store_method": "file_based", "file_path": str(tmp_path / "queue-data")}
+    else:
+        store = {"store_method": "in_memory"}
+    return lambda **queues: builtin_block(store, queues)
 
 
 def test_the_concurrency_limit_is_never_exceeded(
-    queue_engine: Callable[..., QueueDeployment],
+    block_of: Blocks, queue_engine: Callable[..., QueueDeployment]
 ) -> None:
-    q = queue_engine(memory_block(limited={"concurrency": 3}))
+    q = queue_engine(block_of(limited={"concurrency": 3}))
     lock = threading.Lock()
     active = 0
     peak = 0
@@ -51,10 +71,10 @@ def test_the_concurrency_limit_is_never_exceeded(
 
 
 def test_a_fifo_queue_keeps_each_group_in_order(
-    queue_engine: Callable[..., QueueDeployment],
+    block_of: Blocks, queue_engine: Callable[..., QueueDeployment]
 ) -> None:
     q = queue_engine(
-        memory_block(ordered={"type": "fifo", "message_group_field": "group", "concurrency": 4})
+        block_of(ordered={"type": "fifo", "message_group_field": "group", "concurrency": 4})
     )
     lock = threading.Lock()
     order: dict[str, list[int]] = defaultdict(list)

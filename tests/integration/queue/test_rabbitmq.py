@@ -6,55 +6,27 @@ queue actor mid-stream, each losing no job."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pika
 import pytest
 from iii import InvocationError
 
-from tests.integration.queue.conftest import QueueDeployment, Recorder, call, enqueue
-from tests.support import port_open, require_service, wait_for
+from tests.integration.queue.conftest import (
+    QueueDeployment,
+    Recorder,
+    call,
+    enqueue,
+    rabbit_block,
+    rabbitmqctl,
+)
+from tests.support import port_open, wait_for
 
 pytestmark = pytest.mark.rabbitmq
-
-
-def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
-    out = subprocess.run(
-        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=timeout, check=True
-    )
-    return out.stdout
-
-
-@pytest.fixture
-def vhost() -> Iterator[str]:
-    """A vhost per test: queues declared classic by one test never clash with quorum ones.
-    Tests ask for it before ``queue_engine``, so the engine stops before the vhost goes."""
-    require_service("rabbitmq", 5672)
-    if shutil.which("rabbitmqctl") is None:
-        pytest.skip("rabbitmqctl is not installed (needed for a test vhost)")
-    name = f"iii-test-{uuid.uuid4().hex[:8]}"
-    rabbitmqctl("add_vhost", name)
-    rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
-    try:
-        yield name
-    finally:
-        rabbitmqctl("delete_vhost", name)
-
-
-def rabbit_block(vhost: str, queues: dict[str, Any], **adapter: Any) -> dict[str, Any]:
-    return {
-        "adapter": {
-            "name": "rabbitmq",
-            "config": {"amqp_url": f"amqp://guest:guest@127.0.0.1:5672/{vhost}", **adapter},
-        },
-        "queue_configs": queues,
-    }
 
 
 def qname() -> str:
