@@ -45,6 +45,32 @@ async def test_the_pump_waits_out_the_backoff_on_virtual_time(
             await broker.enqueue("nope", Message("m2", 1))
 
 
+async def test_a_job_failing_twice_then_succeeding_is_retried_after_each_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    broker = BuiltinBroker(clock=trio.current_time)
+    async with open_builtin_broker(broker):
+        await broker.declare(QueueSpec("q", QueueSettings(max_attempts=5, backoff_ms=1_000)))
+        await broker.enqueue("q", Message("m1", {"x": 1}, function_id="f"))
+        delivered_at = []
+        delivery = await next_delivery(broker)
+        for _ in range(2):
+            delivered_at.append(trio.current_time())
+            await broker.fail(delivery, "boom")
+            delivery = await next_delivery(broker, timeout=60)
+        delivered_at.append(trio.current_time())
+        assert delivery.attempt == 3
+        await broker.ack(delivery)
+        gaps = [b - a for a, b in zip(delivered_at, delivered_at[1:], strict=False)]
+        assert gaps == [pytest.approx(1.0), pytest.approx(2.0)]  # 1 s, then 2 s (exponential)
+        with trio.move_on_after(3_600):
+            await broker.deliveries.receive()
+            pytest.fail("an acked job was delivered again")
+        assert await broker.dead_messages("q", 0, 10) == []
+        counts = await broker.counts("q")
+        assert (counts.waiting, counts.active, counts.delayed, counts.dead) == (0, 0, 0, 0)
+
+
 async def test_concurrency_caps_what_the_pump_hands_out(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
