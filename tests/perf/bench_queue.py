@@ -242,7 +242,8 @@ def bench_iii(
     tmp: Path,
     tree: str | None = None,
     rabbit: bool = False,
-    in_flight: int | None = None,
+    *,
+    in_flight: int,
 ) -> Measured:
     from iii import TriggerAction
 
@@ -293,7 +294,7 @@ def bench_iii(
         client.trigger(
             {
                 "function_id": "bench::produce",
-                "payload": {"jobs": JOBS, "in_flight": in_flight or IN_FLIGHT},
+                "payload": {"jobs": JOBS, "in_flight": in_flight},
                 "action": TriggerAction.Void(),
             }
         )
@@ -548,7 +549,14 @@ def main(argv: list[str]) -> int:
             label = f"iii builtin (in memory){suffix}"
             if wanted(label):
                 memory = Path(tempfile.mkdtemp(dir=tmp))
-                run(label, bench_iii, iii_queue({"name": "builtin"}), memory, tree)
+                run(
+                    label,
+                    bench_iii,
+                    iii_queue({"name": "builtin"}),
+                    memory,
+                    tree,
+                    in_flight=IN_FLIGHT,
+                )
             label = f"iii builtin (file_based){suffix}"
             if wanted(label):
                 on_disk = Path(tempfile.mkdtemp(dir=tmp))
@@ -556,20 +564,16 @@ def main(argv: list[str]) -> int:
                     "name": "builtin",
                     "config": {"store_method": "file_based", "file_path": str(on_disk / "q")},
                 }
-                run(label, bench_iii, iii_queue(file_adapter), on_disk, tree)
-            label = f"iii rabbitmq{suffix}"
-            if rabbit and wanted(label):
-                with vhost() as vh:
-                    rmq = Path(tempfile.mkdtemp(dir=tmp))
-                    adapter = {"name": "rabbitmq", "config": {"amqp_url": amqp(vh)}}
-                    run(label, bench_iii, iii_queue(adapter), rmq, tree, rabbit=True)
-            label = f"iii rabbitmq{suffix}, {NARROW}{INFORMATION}"
-            if rabbit and NARROW is not None and wanted(label):
-                with vhost() as vh:
-                    rmq = Path(tempfile.mkdtemp(dir=tmp))
-                    adapter = {"name": "rabbitmq", "config": {"amqp_url": amqp(vh)}}
-                    block = iii_queue(adapter)
-                    run(label, bench_iii, block, rmq, tree, rabbit=True, in_flight=NARROW)
+                run(label, bench_iii, iii_queue(file_adapter), on_disk, tree, in_flight=IN_FLIGHT)
+            windows = [(f"iii rabbitmq{suffix}", IN_FLIGHT)]
+            if NARROW is not None:
+                windows.append((f"iii rabbitmq{suffix}, {NARROW}{INFORMATION}", NARROW))
+            for label, window in windows:
+                if rabbit and wanted(label):
+                    with vhost() as vh:
+                        rmq = Path(tempfile.mkdtemp(dir=tmp))
+                        block = iii_queue({"name": "rabbitmq", "config": {"amqp_url": amqp(vh)}})
+                        run(label, bench_iii, block, rmq, tree, rabbit=True, in_flight=window)
         if rabbit and wanted("celery rabbitmq"):
             with vhost() as vh:
                 run("celery rabbitmq", bench_celery, amqp(vh))
